@@ -1,0 +1,84 @@
+/* args.c - strict parsing of command-line values and error reporting. */
+#include "args.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+int dv_exit_code(dv_status s)
+{
+    switch (s) {
+    case DV_OK: return DV_EXIT_OK;
+    case DV_E_INPUT:
+    case DV_E_USAGE: return DV_EXIT_USAGE;
+    default: return DV_EXIT_RUNTIME;
+    }
+}
+
+int dv_report(dv_status s)
+{
+    fprintf(stderr, "diverge: %s\n", dv_errmsg());
+    return dv_exit_code(s);
+}
+
+int dv_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "diverge %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'diverge %s --help'.\n", cmd);
+    va_end(ap);
+    return DV_EXIT_USAGE;
+}
+
+dv_status dv_parse_i64(const char *s, const char *what, int64_t lo, int64_t hi,
+                       int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+        return dv_fail(DV_E_USAGE, "%s: '%s' is not a whole number in %lld..%lld",
+                       what, s, (long long)lo, (long long)hi);
+    *out = v;
+    return DV_OK;
+}
+
+dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
+                            int32_t hi, int32_t **out, int *n)
+{
+    int cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    char *copy = strdup(s);
+    if (!v || !copy) {
+        free(v), free(copy);
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    int k = 0;
+    dv_status st = DV_OK;
+    char *item = copy;
+    /* strtok would skip empty items; walk commas by hand to reject them */
+    for (char *p = copy;; p++) {
+        if (*p != ',' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        int64_t x;
+        if ((st = dv_parse_i64(item, what, lo, hi, &x))) break;
+        v[k++] = (int32_t)x;
+        if (c == '\0') break;
+        item = p + 1;
+    }
+    free(copy);
+    if (st) {
+        free(v);
+        return st;
+    }
+    *out = v;
+    *n = k;
+    return DV_OK;
+}

@@ -1,0 +1,249 @@
+/*
+ * cmd_run.c - `diverge run`: a forward schedule on one backend, the top
+ * tokens of the last pass, and optional greedy generation.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "engine.h"
+#include "error.h"
+#include "model.h"
+#include "vocab.h"
+
+struct run_opts {
+    const char *model, *prompt, *tokens, *passes;
+    int backend, generate, top_k;
+};
+
+static void run_help(void)
+{
+    printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64]\n"
+           "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
+           "                  [--generate N] [--top-k K]\n\n"
+           "Run the forward pass and print, for each position of the last pass,\n"
+           "the K (default 5) most likely next tokens with their probabilities.\n\n"
+           "  --backend B     cpu (f32 reference, default) or cpu-f64 (oracle)\n"
+           "  --tokens IDS    token ids, comma-separated\n"
+           "  --prompt TEXT   text, tokenized with the model's vocab (BOS first)\n"
+           "                  without either: BOS alone\n"
+           "  --passes LIST   split the tokens into consecutive forward calls on one\n"
+           "                  KV cache: 6,5,1 runs 6 tokens at pos0 0, 5 at 6, 1 at 11\n"
+           "  --generate N    then greedy-decode N tokens, one call each (stops at EOS)\n"
+           "  --top-k K       tokens to list per position (1..100)\n");
+}
+
+static int parse_run_opts(int argc, char **argv, struct run_opts *o)
+{
+    static const struct option opts[] = {
+        {"backend", required_argument, 0, 'b'}, {"tokens", required_argument, 0, 't'},
+        {"prompt", required_argument, 0, 'p'},  {"passes", required_argument, 0, 'P'},
+        {"generate", required_argument, 0, 'g'}, {"top-k", required_argument, 0, 'k'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
+    int c;
+    int64_t v;
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if ((o->backend = dv_backend_from_name(optarg)) < 0)
+                return dv_usage_error("run", "unknown backend '%s' (cpu, cpu-f64)", optarg);
+            break;
+        case 't': o->tokens = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case 'P': o->passes = optarg; break;
+        case 'g':
+            if (dv_parse_i64(optarg, "--generate", 0, 1 << 16, &v)) return dv_report(DV_E_USAGE);
+            o->generate = (int)v;
+            break;
+        case 'k':
+            if (dv_parse_i64(optarg, "--top-k", 1, 100, &v)) return dv_report(DV_E_USAGE);
+            o->top_k = (int)v;
+            break;
+        case 'h': run_help(); return -1;
+        default: return dv_usage_error("run", "bad option");
+        }
+    }
+    if (optind != argc - 1) return dv_usage_error("run", "give one MODEL");
+    if (o->tokens && o->prompt) return dv_usage_error("run", "give --tokens or --prompt, not both");
+    o->model = argv[optind];
+    return 0;
+}
+
+static dv_status get_tokens(const struct run_opts *o, const struct dv_model *m,
+                            int32_t **toks, int *n)
+{
+    if (o->tokens) return dv_parse_i32_list(o->tokens, "--tokens", 0, INT32_MAX, toks, n);
+    if (!m->vocab)
+        return dv_fail(DV_E_USAGE, "%s: the model has no tokenizer; give --tokens",
+                       o->model);
+    const char *text = o->prompt ? o->prompt : "";
+    size_t len = strlen(text), cnt = 0;
+    dv_tokenize(m->vocab, text, len, true, NULL, 0, &cnt);
+    if (cnt == 0) return dv_fail(DV_E_USAGE, "%s: the prompt gives no tokens and "
+                                 "the vocab has no BOS; give --tokens", o->model);
+    if (!(*toks = malloc(cnt * sizeof **toks))) return dv_fail(DV_E_NOMEM, "out of memory");
+    *n = (int)cnt;
+    return dv_tokenize(m->vocab, text, len, true, *toks, cnt, &cnt);
+}
+
+static dv_status get_schedule(const struct run_opts *o, int n_tok, int32_t **sched,
+                              int *n_pass)
+{
+    if (!o->passes) {
+        if (!(*sched = malloc(sizeof **sched))) return dv_fail(DV_E_NOMEM, "out of memory");
+        (*sched)[0] = n_tok;
+        *n_pass = 1;
+        return DV_OK;
+    }
+    dv_status s = dv_parse_i32_list(o->passes, "--passes", 1, INT32_MAX, sched, n_pass);
+    if (s) return s;
+    int64_t sum = 0;
+    for (int i = 0; i < *n_pass; i++) sum += (*sched)[i];
+    if (sum != n_tok)
+        return dv_fail(DV_E_USAGE, "--passes %s adds up to %lld tokens but there "
+                       "are %d", o->passes, (long long)sum, n_tok);
+    return DV_OK;
+}
+
+/* The printable text of a token, quoted, control bytes escaped. */
+static void put_token(const struct dv_model *m, int32_t id)
+{
+    char buf[256];
+    if (!m->vocab || dv_vocab_piece(m->vocab, id, buf, sizeof buf) < 0) {
+        printf("%-14s", "");
+        return;
+    }
+    char q[64];
+    size_t o = 0;
+    q[o++] = '"';
+    for (const char *p = buf; *p && o < sizeof q - 6; p++) {
+        unsigned char ch = (unsigned char)*p;
+        o += ch < 32 ? (size_t)snprintf(q + o, 6, "\\x%02x", ch) : (q[o] = (char)ch, 1);
+    }
+    q[o++] = '"';
+    q[o] = '\0';
+    printf("%-14s", q);
+}
+
+/* softmax(logits) in place (double), then print the top k. */
+static void put_top(const struct dv_model *m, double *p, int64_t V, int k)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < V; i++) mx = p[i] > mx ? p[i] : mx;
+    for (int64_t i = 0; i < V; i++) sum += (p[i] = exp(p[i] - mx));
+    for (int64_t i = 0; i < V; i++) p[i] /= sum;
+    for (int r = 0; r < k && r < V; r++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < V; i++)
+            if (p[i] >= 0 && (best < 0 || p[i] > p[best])) best = i;
+        printf("  %6lld ", (long long)best);
+        put_token(m, (int32_t)best);
+        printf(" %7.4f", p[best]);
+        p[best] = -1; /* taken */
+    }
+    putchar('\n');
+}
+
+static int64_t argmax(const double *x, int64_t n)
+{
+    int64_t b = 0;
+    for (int64_t i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
+    return b;
+}
+
+static void put_text(const struct dv_model *m, const int32_t *toks, int n)
+{
+    if (!m->vocab) return;
+    printf("text: ");
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        char buf[256];
+        int len = dv_vocab_piece(m->vocab, toks[i], buf, sizeof buf);
+        if (len <= 0) continue;
+        /* SentencePiece: the space that starts the first word was added */
+        fputs(first && buf[0] == ' ' ? buf + 1 : buf, stdout);
+        first = false;
+    }
+    putchar('\n');
+}
+
+static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t *toks,
+                          int n_prompt, int n_gen, double *logits, int last_t)
+{
+    int n = n_prompt;
+    const int32_t eos = m->vocab ? dv_vocab_eos(m->vocab) : -1;
+    dv_status s = DV_OK;
+    for (int g = 0; g < n_gen && !s; g++) {
+        if ((s = dv_engine_logits(e, g ? 0 : last_t, logits))) break;
+        toks[n] = (int32_t)argmax(logits, m->cfg.n_vocab);
+        if (toks[n++] == eos) break;
+        s = dv_engine_forward(e, &toks[n - 1], 1, n - 1, NULL);
+    }
+    if (s) return s;
+    printf("\ngenerated %d tokens:", n - n_prompt);
+    for (int i = n_prompt; i < n; i++) printf(" %d", toks[i]);
+    putchar('\n');
+    put_text(m, toks, n);
+    return DV_OK;
+}
+
+static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **toks)
+{
+    int n_tok = 0, n_pass = 0;
+    int32_t *sched = NULL;
+    struct dv_engine *e = NULL;
+    double *logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
+    dv_status s = logits ? get_tokens(o, m, toks, &n_tok) : dv_fail(DV_E_NOMEM, "out of memory");
+    int32_t *grown = s ? NULL : realloc(*toks, (size_t)(n_tok + o->generate) * sizeof **toks);
+    if (!s && !grown) s = dv_fail(DV_E_NOMEM, "out of memory");
+    if (!s) *toks = grown;
+    if (!s) s = get_schedule(o, n_tok, &sched, &n_pass);
+    int max_pass = 1;
+    for (int i = 0; !s && i < n_pass; i++) max_pass = sched[i] > max_pass ? sched[i] : max_pass;
+    struct dv_engine_opts eo = {.n_ctx = n_tok + o->generate, .n_batch = max_pass};
+    if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
+    if (!s) {
+        const struct dv_config *c = &m->cfg;
+        printf("model    %s: %s, %lld layers, d_model %lld, %lld heads (%lld kv), "
+               "vocab %lld\nbackend  %s\ntokens  ", o->model, c->arch, (long long)c->n_layer,
+               (long long)c->d_model, (long long)c->n_head, (long long)c->n_head_kv,
+               (long long)c->n_vocab, dv_backend_name(o->backend));
+        for (int i = 0; i < n_tok; i++) printf(" %d", (*toks)[i]);
+        printf(" (%d)\n", n_tok);
+    }
+    int pos = 0;
+    for (int i = 0; !s && i < n_pass; pos += sched[i++])
+        s = dv_engine_forward(e, *toks + pos, sched[i], pos, NULL);
+    const int last = n_pass ? sched[n_pass - 1] : 0, pos0 = pos - last;
+    if (!s) printf("\npass %d of %d (pos0 %d, %d tokens): top %d next tokens per position\n",
+                   n_pass - 1, n_pass, pos0, last, o->top_k);
+    for (int t = 0; !s && t < last; t++) {
+        printf("  pos %4d  token %6d ", pos0 + t, (*toks)[pos0 + t]);
+        put_token(m, (*toks)[pos0 + t]);
+        printf("\n   ");
+        if (!(s = dv_engine_logits(e, t, logits))) put_top(m, logits, m->cfg.n_vocab, o->top_k);
+    }
+    if (!s && o->generate) s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1);
+    dv_engine_free(e);
+    free(sched), free(logits);
+    return s;
+}
+
+int dv_cmd_run(int argc, char **argv)
+{
+    struct run_opts o;
+    int rc = parse_run_opts(argc, argv, &o);
+    if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    struct dv_model *m;
+    dv_status s = dv_model_open(o.model, &m);
+    if (s) return dv_report(s);
+    int32_t *toks = NULL;
+    s = run(&o, m, &toks);
+    free(toks);
+    dv_model_free(m);
+    return s ? dv_report(s) : DV_EXIT_OK;
+}

@@ -1,0 +1,65 @@
+/*
+ * cpu_forward.c - the CPU reference backends "cpu" (f32) and "cpu-f64".
+ *
+ * Both are one source, cpu_forward.inc, included twice. They differ in the
+ * element type and in how weights are held: the f32 reference dequantizes
+ * every matrix once at open (f32 files are used in place from the mapping);
+ * the f64 oracle dequantizes a block of rows at a time into a scratch buffer
+ * just before each dgemm, so the oracle costs no resident f64 weights
+ * (twice the f32 size) and bisect's peak memory stays near the f32 weights.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+#include "engine.h"
+#include "error.h"
+#include "ops.h"
+#include "quant.h"
+
+#define DV_CAT2(a, b) a##_##b
+#define DV_CAT(a, b) DV_CAT2(a, b)
+
+#define REAL float
+#define SUF f32
+#define GEMM cblas_sgemm
+#define EXP expf
+#define ACT_TYPE DV_TYPE_F32
+#define RESIDENT_WEIGHTS 1
+#include "cpu_forward.inc"
+#undef REAL
+#undef SUF
+#undef GEMM
+#undef EXP
+#undef ACT_TYPE
+#undef RESIDENT_WEIGHTS
+
+#define REAL double
+#define SUF f64
+#define GEMM cblas_dgemm
+#define EXP exp
+#define ACT_TYPE DV_TYPE_F64
+#define RESIDENT_WEIGHTS 0
+#include "cpu_forward.inc"
+
+const struct dv_backend dv_backend_cpu = {
+    .name = "cpu",
+    .act_type = DV_TYPE_F32,
+    .open = cpu_open_f32,
+    .forward = cpu_forward_f32,
+    .logits = cpu_logits_f32,
+    .free = cpu_free_f32,
+};
+
+const struct dv_backend dv_backend_cpu_f64 = {
+    .name = "cpu-f64",
+    .act_type = DV_TYPE_F64,
+    .open = cpu_open_f64,
+    .forward = cpu_forward_f64,
+    .logits = cpu_logits_f64,
+    .free = cpu_free_f64,
+};

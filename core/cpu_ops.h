@@ -1,0 +1,45 @@
+/*
+ * cpu_ops.h - the reference ops, in f32 and f64, as the CPU forward runs them.
+ *
+ * Each op exists twice from one source (cpu_forward.inc included with
+ * REAL = float and REAL = double). Reductions (RMSNorm's sum of squares,
+ * softmax's sum) accumulate in double in both, as ggml does; matrix products
+ * are BLAS sgemm/dgemm. Exposed so tests and the kernel verifier check the
+ * very functions the forward pass calls.
+ */
+#ifndef DV_CPU_OPS_H
+#define DV_CPU_OPS_H
+
+#include <stdint.h>
+
+/* out[T, n] = x[T, n] / sqrt(mean(x^2) + eps) * w[n], per row. */
+void dv_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int64_t T,
+                        int64_t n, double eps);
+void dv_cpu_rmsnorm_f64(double *out, const double *x, const double *w,
+                        int64_t T, int64_t n, double eps);
+
+/* cos/sin tables [T, n_rot/2] for positions pos0 .. pos0+T-1:
+ * angle(t, i) = (pos0 + t) * base^(-2i/n_rot), computed in double. */
+void dv_cpu_rope_table_f32(float *cos_t, float *sin_t, int64_t T, int64_t pos0,
+                           int64_t n_rot, double base);
+void dv_cpu_rope_table_f64(double *cos_t, double *sin_t, int64_t T,
+                           int64_t pos0, int64_t n_rot, double base);
+
+/* Rotate x[T, nh, hd] in place: NORM pairs (2i, 2i+1), NEOX pairs
+ * (i, i + n_rot/2), i < n_rot/2; dims >= n_rot untouched. */
+void dv_cpu_rope_f32(float *x, int64_t T, int64_t nh, int64_t hd,
+                     int64_t n_rot, int mode, const float *cos_t,
+                     const float *sin_t);
+void dv_cpu_rope_f64(double *x, int64_t T, int64_t nh, int64_t hd,
+                     int64_t n_rot, int mode, const double *cos_t,
+                     const double *sin_t);
+
+/* Softmax of each of n_rows rows of length n, in place; -inf gives exactly 0. */
+void dv_cpu_softmax_f32(float *x, int64_t n_rows, int64_t n);
+void dv_cpu_softmax_f64(double *x, int64_t n_rows, int64_t n);
+
+/* g[i] = silu(g[i]) * u[i] for n values. */
+void dv_cpu_silu_mul_f32(float *g, const float *u, int64_t n);
+void dv_cpu_silu_mul_f64(double *g, const double *u, int64_t n);
+
+#endif

@@ -1,0 +1,196 @@
+/* engine.c - argument checks and pass bookkeeping shared by all backends. */
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+
+static const struct dv_backend *const backends[DV_BACKEND_COUNT] = {
+    [DV_BACKEND_CPU] = &dv_backend_cpu,
+    [DV_BACKEND_CPU_F64] = &dv_backend_cpu_f64,
+};
+
+struct dv_engine {
+    const struct dv_backend *be;
+    const struct dv_model *model;
+    void *impl;
+    struct dv_engine_opts opts;
+    int n_past;   /* tokens in the cache */
+    int n_pass;   /* passes since reset */
+    int last_n;   /* tokens of the last pass; 0 before the first */
+};
+
+const char *dv_backend_name(int kind)
+{
+    return (kind >= 0 && kind < DV_BACKEND_COUNT) ? backends[kind]->name : "?";
+}
+
+int dv_backend_from_name(const char *s)
+{
+    for (int k = 0; k < DV_BACKEND_COUNT; k++)
+        if (strcmp(backends[k]->name, s) == 0) return k;
+    return -1;
+}
+
+dv_status dv_engine_open(const struct dv_model *m, int kind,
+                         const struct dv_engine_opts *o, struct dv_engine **out)
+{
+    *out = NULL;
+    if (kind < 0 || kind >= DV_BACKEND_COUNT)
+        return dv_fail(DV_E_USAGE, "unknown backend %d", kind);
+    struct dv_engine_opts opts = *o;
+    if (opts.n_batch == 0) opts.n_batch = opts.n_ctx;
+    /* 1 << 20 positions: far beyond any context we can hold in memory, and
+     * small enough that H * n_batch * n_ctx products stay in int64. */
+    if (opts.n_ctx < 1 || opts.n_ctx > (1 << 20) || opts.n_batch < 1 ||
+        opts.n_batch > opts.n_ctx)
+        return dv_fail(DV_E_USAGE, "bad context size n_ctx=%d n_batch=%d",
+                       opts.n_ctx, opts.n_batch);
+    struct dv_engine *e = calloc(1, sizeof *e);
+    if (!e) return dv_fail(DV_E_NOMEM, "out of memory");
+    e->be = backends[kind];
+    e->model = m;
+    e->opts = opts;
+    dv_status s = e->be->open(m, &opts, &e->impl);
+    if (s) {
+        free(e);
+        return dv_fail_prefix(s, backends[kind]->name);
+    }
+    *out = e;
+    return DV_OK;
+}
+
+void dv_engine_free(struct dv_engine *e)
+{
+    if (!e) return;
+    e->be->free(e->impl);
+    free(e);
+}
+
+static dv_status check_pass(const struct dv_engine *e, const int32_t *tokens,
+                            int n, int pos0)
+{
+    if (n < 1 || n > e->opts.n_batch)
+        return dv_fail(DV_E_USAGE, "a pass of %d tokens (this engine takes "
+                       "1..%d)", n, e->opts.n_batch);
+    if (pos0 < 0 || pos0 > e->n_past)
+        return dv_fail(DV_E_USAGE, "pass at pos0 %d but the cache holds %d "
+                       "tokens", pos0, e->n_past);
+    if ((int64_t)pos0 + n > e->opts.n_ctx)
+        return dv_fail(DV_E_USAGE, "pass at pos0 %d of %d tokens exceeds the "
+                       "context of %d", pos0, n, e->opts.n_ctx);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= e->model->cfg.n_vocab)
+            return dv_fail(DV_E_USAGE, "token %d (at %d) is not in the "
+                           "vocabulary of %lld", tokens[t], t,
+                           (long long)e->model->cfg.n_vocab);
+    return DV_OK;
+}
+
+dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
+                            int pos0, const struct dv_hook *hook)
+{
+    dv_status s = check_pass(e, tokens, n, pos0);
+    if (s) return s;
+    struct dv_pass p = {.index = e->n_pass, .pos0 = pos0, .n_tokens = n,
+                        .tokens = tokens};
+    static const struct dv_hook none = {0};
+    if (hook && hook->begin_pass &&
+        (s = hook->begin_pass(hook->user, p.index, pos0, n, tokens)))
+        return s;
+    e->n_pass++;
+    e->n_past = pos0 + n;
+    e->last_n = 0;
+    s = e->be->forward(e->impl, &p, hook ? hook : &none);
+    if (s) return s;
+    e->last_n = n;
+    return DV_OK;
+}
+
+dv_status dv_engine_logits(struct dv_engine *e, int t, double *out)
+{
+    if (t < 0 || t >= e->last_n)
+        return dv_fail(DV_E_USAGE, "no logits for token %d of the last pass "
+                       "(%d tokens)", t, e->last_n);
+    e->be->logits(e->impl, t, out);
+    return DV_OK;
+}
+
+void dv_engine_reset(struct dv_engine *e)
+{
+    e->n_past = 0;
+    e->n_pass = 0;
+    e->last_n = 0;
+}
+
+int dv_engine_n_past(const struct dv_engine *e) { return e->n_past; }
+const struct dv_backend *dv_engine_backend(const struct dv_engine *e) { return e->be; }
+
+/* ---- hook emission, shared by every backend ---------------------------- */
+
+int dv_tensor_shape(int kind, const struct dv_config *c, int T, int n_kv,
+                    int64_t shape[4])
+{
+    const int64_t H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
+    switch (kind) {
+    case DV_SHAPE_TD: shape[0] = T, shape[1] = c->d_model; return 2;
+    case DV_SHAPE_THHD: shape[0] = T, shape[1] = H, shape[2] = hd; return 3;
+    case DV_SHAPE_THKVHD: shape[0] = T, shape[1] = Hkv, shape[2] = hd; return 3;
+    case DV_SHAPE_HTKV: shape[0] = H, shape[1] = T, shape[2] = n_kv; return 3;
+    case DV_SHAPE_THD: shape[0] = T, shape[1] = H * hd; return 2;
+    case DV_SHAPE_TF: shape[0] = T, shape[1] = c->n_ff; return 2;
+    case DV_SHAPE_TV: shape[0] = T, shape[1] = c->n_vocab; return 2;
+    default: return 0;
+    }
+}
+
+void dv_emitter_init(struct dv_emitter *em, const struct dv_hook *h,
+                     const struct dv_pass *p, const struct dv_config *c,
+                     int type)
+{
+    memset(em, 0, sizeof *em);
+    em->hook = h;
+    em->desc.pass = p->index;
+    em->desc.pos0 = p->pos0;
+    em->desc.n_tokens = p->n_tokens;
+    em->desc.tokens = p->tokens;
+    em->desc.type = type;
+    em->desc.name = em->name;
+    em->cfg = c;
+}
+
+bool dv_emitter_ask(struct dv_emitter *em, int layer, int which)
+{
+    struct dv_tensor_desc *d = &em->desc;
+    int shape_kind;
+    if (layer >= 0) {
+        snprintf(em->name, sizeof em->name, "blk.%d.%s", layer,
+                 dv_layer_tensor_name(which));
+        d->op = dv_layer_tensor_op(which, layer);
+        shape_kind = dv_layer_tensor_shape(which);
+    } else {
+        snprintf(em->name, sizeof em->name, "%s", dv_global_tensor_name(which));
+        d->op = dv_global_tensor_op(which);
+        shape_kind = dv_global_tensor_shape(which);
+    }
+    d->layer = layer;
+    d->order = em->order++;
+    memset(d->shape, 0, sizeof d->shape);
+    d->n_dims = dv_tensor_shape(shape_kind, em->cfg, d->n_tokens,
+                                d->pos0 + d->n_tokens, d->shape);
+    if (!em->hook->take) return false;
+    return em->hook->want ? em->hook->want(em->hook->user, d) : true;
+}
+
+dv_status dv_emitter_take(struct dv_emitter *em, const void *data)
+{
+    return em->hook->take(em->hook->user, &em->desc, data);
+}
+
+dv_status dv_emit(struct dv_emitter *em, int layer, int which, const void *data)
+{
+    return dv_emitter_ask(em, layer, which) ? dv_emitter_take(em, data) : DV_OK;
+}

@@ -1,0 +1,117 @@
+/*
+ * engine.h - a backend running a model's forward pass on one KV cache.
+ *
+ * A backend is a table of functions (struct dv_backend); an engine is one
+ * backend bound to a model and a context size. The front (engine.c) checks
+ * every argument once, so backends may trust them.
+ *
+ * Passes continue the cache: dv_engine_forward(e, tokens, n, pos0) puts
+ * query t of the pass at absolute position pos0 + t, seeing keys
+ * 0 .. pos0 + t. pos0 may rewind (overwrite a suffix of the cache) but not
+ * skip ahead of the tokens already cached.
+ */
+#ifndef DV_ENGINE_H
+#define DV_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hook.h"
+#include "model.h"
+
+enum dv_backend_kind {
+    DV_BACKEND_CPU,     /* f32, OpenBLAS sgemm: the reference */
+    DV_BACKEND_CPU_F64, /* f64, BLAS dgemm: the oracle for noise floors */
+    DV_BACKEND_COUNT
+};
+
+/* "cpu", "cpu-f64"; "?" when out of range. */
+const char *dv_backend_name(int kind);
+/* The backend named s, or -1. */
+int dv_backend_from_name(const char *s);
+
+struct dv_engine_opts {
+    int n_ctx;   /* positions the KV cache holds */
+    int n_batch; /* most tokens in one pass (<= n_ctx); 0 means n_ctx */
+};
+
+/* What one forward call computes. */
+struct dv_pass {
+    int index; /* passes since the last reset, from 0 */
+    int pos0;
+    int n_tokens;
+    const int32_t *tokens; /* borrowed */
+};
+
+/* A backend: designated-initializer table, as ggml's backend interface. */
+struct dv_backend {
+    const char *name;
+    int act_type; /* element type of activations and hooked tensors */
+    dv_status (*open)(const struct dv_model *m, const struct dv_engine_opts *o,
+                      void **impl);
+    dv_status (*forward)(void *impl, const struct dv_pass *p,
+                         const struct dv_hook *h);
+    /* logits of token t of the last pass, widened to double, into out[V] */
+    void (*logits)(void *impl, int t, double *out);
+    void (*free)(void *impl);
+};
+
+extern const struct dv_backend dv_backend_cpu;
+extern const struct dv_backend dv_backend_cpu_f64;
+
+struct dv_engine;
+
+/* Bind backend `kind` to model m (borrowed: must outlive the engine) with
+ * the context of o. Allocates every buffer now; forward calls allocate
+ * nothing. DV_E_USAGE for a bad kind or sizes, DV_E_NOMEM. */
+dv_status dv_engine_open(const struct dv_model *m, int kind,
+                         const struct dv_engine_opts *o,
+                         struct dv_engine **out);
+void dv_engine_free(struct dv_engine *e);
+
+/* Run one pass. tokens[n] must be ids < n_vocab, 1 <= n <= n_batch,
+ * pos0 <= cached tokens, pos0 + n <= n_ctx; otherwise DV_E_USAGE (nothing
+ * changes). hook may be NULL. A hook failure is returned as is; the cache
+ * then holds an unspecified state for positions >= pos0. */
+dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
+                            int pos0, const struct dv_hook *hook);
+
+/* Logits of token t (0 <= t < n of the last pass) into out[n_vocab]. */
+dv_status dv_engine_logits(struct dv_engine *e, int t, double *out);
+
+/* Forget the cache and restart pass numbering. */
+void dv_engine_reset(struct dv_engine *e);
+
+/* Tokens in the cache (pos0 + n of the last pass). */
+int dv_engine_n_past(const struct dv_engine *e);
+const struct dv_backend *dv_engine_backend(const struct dv_engine *e);
+
+/* ---- for backends: handing tensors to the hook ------------------------ */
+
+/* Shape of a tensor of shape kind `kind` (enum dv_shape_kind) in a pass of
+ * T tokens with n_kv cached positions; returns the number of dims. */
+int dv_tensor_shape(int kind, const struct dv_config *c, int T, int n_kv,
+                    int64_t shape[4]);
+
+/* Builds each tensor's description (name, op, order, shape) in execution
+ * order and asks the hook about it. `which` is an enum dv_layer_tensor for
+ * layer >= 0, an enum dv_global_tensor for layer -1. */
+struct dv_emitter {
+    const struct dv_hook *hook;
+    const struct dv_config *cfg;
+    struct dv_tensor_desc desc;
+    char name[48];
+    int order;
+};
+void dv_emitter_init(struct dv_emitter *em, const struct dv_hook *h,
+                     const struct dv_pass *p, const struct dv_config *c,
+                     int type);
+/* Describe the next tensor and ask the hook: true if it wants the data. */
+bool dv_emitter_ask(struct dv_emitter *em, int layer, int which);
+/* Hand the data of the tensor just asked about. */
+dv_status dv_emitter_take(struct dv_emitter *em, const void *data);
+/* Ask, and hand data over when wanted (for backends with host data). */
+dv_status dv_emit(struct dv_emitter *em, int layer, int which,
+                  const void *data);
+
+#endif

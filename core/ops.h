@@ -1,0 +1,110 @@
+/*
+ * ops.h - the one list of ops and of the named tensors a forward pass makes.
+ *
+ * DV_OP_LIST is the op table: the enum, the name table and (in later
+ * modules) the per-backend kernel tables are generated from it, so adding an
+ * op means adding one line here and the build names every table that lacks
+ * it.
+ *
+ * DV_LAYER_TENSOR_LIST is design.md's naming table for one layer, in
+ * execution order: the suffix of "blk.L.<suffix>", the op that produces it,
+ * and its shape kind. The forward pass of every backend calls its hook in
+ * exactly this order; dumps and comparisons rely on it.
+ */
+#ifndef DV_OPS_H
+#define DV_OPS_H
+
+#include <stdint.h>
+
+/*        enum       name        what it computes */
+#define DV_OP_LIST(X)                                                         \
+    X(GET_ROWS, "get_rows") /* rows of the embedding, dequantized */         \
+    X(VIEW, "view")         /* no computation: a tensor seen again */        \
+    X(RMSNORM, "rmsnorm")   /* x / sqrt(mean(x^2) + eps) * w */             \
+    X(MATMUL, "matmul")     /* y = W x, W of any weight type */             \
+    X(ROPE, "rope")         /* rotary position embedding, NORM or NEOX */   \
+    X(KQ, "kq")             /* scaled scores q.k/sqrt(hd) with causal mask */\
+    X(SOFTMAX, "softmax")   /* row softmax of the scores */                  \
+    X(KQV, "kqv")           /* probabilities times V, heads concatenated */  \
+    X(ADD, "add")           /* residual add */                               \
+    X(SILU_MUL, "silu_mul") /* silu(gate) * up */
+
+enum dv_op {
+#define DV_X(e, s) DV_OP_##e,
+    DV_OP_LIST(DV_X)
+#undef DV_X
+    DV_OP_COUNT
+};
+
+/* "matmul", ...; "?" when out of range. */
+const char *dv_op_name(int op);
+/* The op named s, or -1. */
+int dv_op_from_name(const char *s);
+
+/* Shape kinds of the named tensors (T = tokens of the pass, d = model width,
+ * H/Hkv = heads, hd = head dim, n_kv = pos0 + T, V = vocab, F = ffn width). */
+enum dv_shape_kind {
+    DV_SHAPE_TD,      /* [T, d] */
+    DV_SHAPE_THHD,    /* [T, H, hd] */
+    DV_SHAPE_THKVHD,  /* [T, Hkv, hd] */
+    DV_SHAPE_HTKV,    /* [H, T, n_kv] */
+    DV_SHAPE_THD,     /* [T, H*hd] */
+    DV_SHAPE_TF,      /* [T, F] */
+    DV_SHAPE_TV,      /* [T, V] */
+    DV_SHAPE_KIND_COUNT
+};
+
+/*        enum        suffix        op        shape */
+#define DV_LAYER_TENSOR_LIST(X)                                              \
+    X(ATTN_IN, "attn_in", VIEW, TD) /* layer 0: GET_ROWS (the embedding) */ \
+    X(ATTN_NORM, "attn_norm", RMSNORM, TD)                                  \
+    X(Q, "q", MATMUL, THHD)                                                 \
+    X(K, "k", MATMUL, THKVHD)                                               \
+    X(V, "v", MATMUL, THKVHD)                                               \
+    X(Q_ROPE, "q_rope", ROPE, THHD)                                         \
+    X(K_ROPE, "k_rope", ROPE, THKVHD)                                       \
+    X(KQ, "kq", KQ, HTKV)                                                   \
+    X(KQ_SOFTMAX, "kq_softmax", SOFTMAX, HTKV)                              \
+    X(ATTN_OUT, "attn_out", KQV, THD)                                       \
+    X(ATTN_PROJ, "attn_proj", MATMUL, TD)                                   \
+    X(FFN_IN, "ffn_in", ADD, TD)                                            \
+    X(FFN_NORM, "ffn_norm", RMSNORM, TD)                                    \
+    X(FFN_GATE, "ffn_gate", MATMUL, TF)                                     \
+    X(FFN_UP, "ffn_up", MATMUL, TF)                                         \
+    X(FFN_ACT, "ffn_act", SILU_MUL, TF)                                     \
+    X(FFN_OUT, "ffn_out", MATMUL, TD)                                       \
+    X(OUT, "out", ADD, TD)
+
+enum dv_layer_tensor {
+#define DV_X(e, s, op, sh) DV_LT_##e,
+    DV_LAYER_TENSOR_LIST(DV_X)
+#undef DV_X
+    DV_LT_COUNT
+};
+
+/* Tensors outside the layers, after the last one. */
+#define DV_GLOBAL_TENSOR_LIST(X)                                             \
+    X(OUTPUT_NORM, "output_norm", RMSNORM, TD)                              \
+    X(LOGITS, "logits", MATMUL, TV)
+
+enum dv_global_tensor {
+#define DV_X(e, s, op, sh) DV_GT_##e,
+    DV_GLOBAL_TENSOR_LIST(DV_X)
+#undef DV_X
+    DV_GT_COUNT
+};
+
+/* Suffix ("q_rope") of a layer tensor, or "?". */
+const char *dv_layer_tensor_name(int lt);
+/* The op producing layer tensor lt at layer `layer` (ATTN_IN is GET_ROWS at
+ * layer 0, a VIEW of the previous layer's output elsewhere). */
+int dv_layer_tensor_op(int lt, int layer);
+int dv_layer_tensor_shape(int lt);
+const char *dv_global_tensor_name(int gt);
+int dv_global_tensor_op(int gt);
+int dv_global_tensor_shape(int gt);
+
+/* Number of named tensors one forward pass of n_layer layers produces. */
+int dv_tensors_per_pass(int n_layer);
+
+#endif
