@@ -113,10 +113,13 @@ static dv_status get_schedule(const struct run_opts *o, int n_tok, int32_t **sch
 static void put_token(const struct dv_model *m, int32_t id)
 {
     char buf[256];
-    if (!m->vocab || dv_vocab_piece(m->vocab, id, buf, sizeof buf) < 0) {
+    int n = m->vocab ? dv_vocab_piece(m->vocab, id, buf, sizeof buf) : -1;
+    if (n < 0) {
         printf("%-14s", "");
         return;
     }
+    if (n == 0) /* control tokens print nothing; show what they are */
+        snprintf(buf, sizeof buf, "%s", dv_vocab_token(m->vocab, id));
     char q[64];
     size_t o = 0;
     q[o++] = '"';

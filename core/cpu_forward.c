@@ -21,6 +21,15 @@
 #include "ops.h"
 #include "quant.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+static int dv_thread_count(void) { return omp_get_max_threads(); }
+static int dv_thread_index(void) { return omp_get_thread_num(); }
+#else
+static int dv_thread_count(void) { return 1; }
+static int dv_thread_index(void) { return 0; }
+#endif
+
 #define DV_CAT2(a, b) a##_##b
 #define DV_CAT(a, b) DV_CAT2(a, b)
 

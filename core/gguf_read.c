@@ -55,7 +55,8 @@ struct arena {
 static void *arena_calloc(struct arena *a, uint64_t n, size_t sz)
 {
     size_t bytes;
-    if (n == 0 || n > SIZE_MAX || __builtin_mul_overflow((size_t)n, sz, &bytes) ||
+    if (n == 0 || n > SIZE_MAX ||
+        __builtin_mul_overflow((size_t)n, sz, &bytes) ||
         bytes > SIZE_MAX - sizeof(struct chunk))
         return NULL;
     struct chunk *c = calloc(1, sizeof(struct chunk) + bytes);

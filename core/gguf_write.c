@@ -72,7 +72,8 @@ static void buf_put(struct buf *b, const void *p, size_t n)
             b->oom = true;
             return;
         }
-        b->p = q, b->cap = cap;
+        b->p = q;
+        b->cap = cap;
     }
     memcpy(b->p + b->n, p, n);
     b->n += n;
@@ -124,17 +125,16 @@ void dv_gguf_writer_free(struct dv_gguf_writer *w)
     free(w);
 }
 
-/* Grow *arr (of *cap elements of size sz) to hold n + 1; false when out of
- * memory. */
-static bool grow(void **arr, size_t *cap, uint64_t n, size_t sz)
+/* Room for element n in arr (*cap elements of sz bytes): arr itself, a
+ * larger copy (*cap updated), or NULL when out of memory (arr stays valid). */
+static void *grow(void *arr, size_t *cap, uint64_t n, size_t sz)
 {
-    if (n < *cap) return true;
+    if (n < *cap) return arr;
     size_t c = *cap ? *cap * 2 : 16;
-    if (c > SIZE_MAX / sz) return false;
-    void *q = realloc(*arr, c * sz);
-    if (!q) return false;
-    *arr = q, *cap = c;
-    return true;
+    if (c > SIZE_MAX / sz) return NULL;
+    void *q = realloc(arr, c * sz);
+    if (q) *cap = c;
+    return q;
 }
 
 /* Start key/value `key` of type vt: checks the arguments, refuses a repeated
@@ -162,9 +162,13 @@ static dv_status begin_kv(struct dv_gguf_writer *w, const char *key, int vt,
 static dv_status end_kv(struct dv_gguf_writer *w, const char *key, size_t mark)
 {
     char *copy = NULL;
-    if (!w->kv.oom && grow((void **)&w->keys, &w->keys_cap, w->n_kv,
-                           sizeof *w->keys))
+    char **keys = NULL;
+    if (!w->kv.oom)
+        keys = grow(w->keys, &w->keys_cap, w->n_kv, sizeof *keys);
+    if (keys) {
+        w->keys = keys;
         copy = strdup(key);
+    }
     if (!copy) {
         w->kv.n = mark;
         w->kv.oom = false;
@@ -338,9 +342,10 @@ dv_status dv_gguf_writer_add_tensor(struct dv_gguf_writer *w,
                         .data = data};
     dv_status s = check_tensor(&t, ne);
     if (s) return s;
-    if (!grow((void **)&w->tensors, &w->tensors_cap, w->n_tensors,
-              sizeof *w->tensors) ||
-        !(t.name = strdup(name)))
+    struct wtensor *ts = grow(w->tensors, &w->tensors_cap, w->n_tensors,
+                              sizeof *ts);
+    if (ts) w->tensors = ts;
+    if (!ts || !(t.name = strdup(name)))
         return dv_fail(DV_E_NOMEM, "%s: out of memory", fn);
     w->tensors[w->n_tensors++] = t;
     return DV_OK;

@@ -92,9 +92,12 @@ float dv_f16_to_f32(uint16_t h)
         float v = (float)mant * 0x1p-24f;
         return bits_f32(sign | f32_bits(v));
     }
-    if (exp == 31) /* inf, or NaN made quiet (payload kept) as F16C and
-                    * ggml's software path both do */
-        return bits_f32(sign | 0x7f800000u | (mant ? 0x400000u : 0) | (mant << 13));
+    if (exp == 31) {
+        /* inf, or a NaN made quiet with its payload kept, as F16C and
+         * ggml's software conversion both do */
+        const uint32_t quiet = mant ? 0x400000u : 0;
+        return bits_f32(sign | 0x7f800000u | quiet | (mant << 13));
+    }
     return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
 }
 

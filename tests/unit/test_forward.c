@@ -18,6 +18,9 @@
 #include "ops.h"
 #include "gguf.h"
 #include "quant.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static char *tmp;
 
@@ -428,6 +431,27 @@ static void test_stories_greedy(void **state)
     }
 }
 
+/* The oracle splits its products among threads by fixed row blocks: the
+ * thread count must not change a single bit. */
+static void test_threads_bit_identical(void **state)
+{
+#ifdef _OPENMP
+    struct tu_collect a = {0}, b = {0};
+    const int sched[] = {6, 5};
+    omp_set_num_threads(1);
+    assert_int_equal(tu_run(model_path("small-q4_k"), DV_BACKEND_CPU_F64, toks11, sched, 2, &a), DV_OK);
+    omp_set_num_threads(3);
+    assert_int_equal(tu_run(model_path("small-q4_k"), DV_BACKEND_CPU_F64, toks11, sched, 2, &b), DV_OK);
+    omp_set_num_threads(1);
+    assert_int_equal(a.n, b.n);
+    for (int i = 0; i < a.n; i++) assert_memory_equal(a.t[i].v, b.t[i].v, a.t[i].n * sizeof(double));
+    tu_collect_free(&a);
+    tu_collect_free(&b);
+#else
+    fail_msg("built without OpenMP");
+#endif
+}
+
 static int n_takes;
 static bool want_none(void *u, const struct dv_tensor_desc *d) { return false; }
 static dv_status count_take(void *u, const struct dv_tensor_desc *d, const void *p)
@@ -524,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_gqa_equals_mha),
         cmocka_unit_test(test_mini_llama_logits),
         cmocka_unit_test(test_stories_greedy),
+        cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_hook_contract),
         cmocka_unit_test(test_engine_arguments),
     };

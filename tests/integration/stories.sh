@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# stories.sh - the real trained model: import the llama2.c export, then greedy
+# decoding from BOS must print what llama2.c's own program prints.
+. "$(dirname "$0")/lib.sh"
+
+want="Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+expect 0 "import" -- "$D" import-llama2c "$FX/data/stories260K.bin" "$FX/data/tok512.bin" -o "$T/st.gguf"
+for b in cpu cpu-f64; do
+    expect 0 "generate on $b" -- "$D" run "$T/st.gguf" --backend "$b" --generate 40
+    ok "$b text" grep -qF "text: $want" "$T/out"
+done
+# the same prompt in three passes on one KV cache continues identically
+expect 0 "generate after split prompt" -- "$D" run "$T/st.gguf" --prompt "Once upon a time" --passes 2,2,1 --generate 36
+ok "split-prompt text" grep -qF "text: $want" "$T/out"
+expect 2 "wrong tokenizer" -- "$D" import-llama2c "$FX/data/stories260K.bin" "$FX/data/stories260K.bin" -o "$T/x.gguf"
+ok "one error line" one_error_line stories260K.bin
+ok "nothing written" test ! -e "$T/x.gguf"
+finish
