@@ -109,13 +109,14 @@ static dv_status get_schedule(const struct run_opts *o, int n_tok, int32_t **sch
     return DV_OK;
 }
 
-/* The printable text of a token, quoted, control bytes escaped. */
-static void put_token(const struct dv_model *m, int32_t id)
+/* The printable text of a token, quoted, control bytes escaped, padded to
+ * width columns. */
+static void put_token(const struct dv_model *m, int32_t id, int width)
 {
     char buf[256];
     int n = m->vocab ? dv_vocab_piece(m->vocab, id, buf, sizeof buf) : -1;
     if (n < 0) {
-        printf("%-14s", "");
+        printf("%-*s", width, "");
         return;
     }
     if (n == 0) /* control tokens print nothing; show what they are */
@@ -129,7 +130,7 @@ static void put_token(const struct dv_model *m, int32_t id)
     }
     q[o++] = '"';
     q[o] = '\0';
-    printf("%-14s", q);
+    printf("%-*s", width, q);
 }
 
 /* softmax(logits) in place (double), then print the top k. */
@@ -143,9 +144,9 @@ static void put_top(const struct dv_model *m, double *p, int64_t V, int k)
         int64_t best = -1;
         for (int64_t i = 0; i < V; i++)
             if (p[i] >= 0 && (best < 0 || p[i] > p[best])) best = i;
-        printf("  %6lld ", (long long)best);
-        put_token(m, (int32_t)best);
-        printf(" %7.4f", p[best]);
+        printf("%s%lld ", r ? "  | " : " -> ", (long long)best);
+        put_token(m, (int32_t)best, 0);
+        printf(" %.4f", p[best]);
         p[best] = -1; /* taken */
     }
     putchar('\n');
@@ -225,9 +226,8 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     if (!s) printf("\npass %d of %d (pos0 %d, %d tokens): top %d next tokens per position\n",
                    n_pass - 1, n_pass, pos0, last, o->top_k);
     for (int t = 0; !s && t < last; t++) {
-        printf("  pos %4d  token %6d ", pos0 + t, (*toks)[pos0 + t]);
-        put_token(m, (*toks)[pos0 + t]);
-        printf("\n   ");
+        printf("  pos %3d  %6d ", pos0 + t, (*toks)[pos0 + t]);
+        put_token(m, (*toks)[pos0 + t], 10);
         if (!(s = dv_engine_logits(e, t, logits))) put_top(m, logits, m->cfg.n_vocab, o->top_k);
     }
     if (!s && o->generate) s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1);

@@ -35,7 +35,7 @@ ok "one error line" one_error_line missing.gguf
 
 # run: tokens, prompt, passes, backends
 expect 0 "run tokens" -- "$D" run "$T/tiny-f32.gguf" --tokens 1,20,30,40
-ok "top-5 printed for the last position" grep -q "pos    3" "$T/out"
+ok "top-5 printed for the last position" grep -qE "pos +3 " "$T/out"
 cp "$T/out" "$T/one-pass"
 expect 0 "run with passes" -- "$D" run "$T/tiny-f32.gguf" --tokens 1,20,30,40 --passes 3,1
 ok "pass 1 of 2" grep -q "pass 1 of 2 (pos0 3, 1 tokens)" "$T/out"
