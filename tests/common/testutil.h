@@ -40,6 +40,25 @@ static inline void tu_rmdir(char *dir)
     free(dir);
 }
 
+/* The temporary directory of a test program, made by tu_group_setup and
+ * removed by tu_group_teardown (cmocka group fixtures). */
+static char *tu_tmp;
+
+static inline int tu_group_setup(void **state)
+{
+    (void)state;
+    tu_tmp = tu_tmpdir();
+    return tu_tmp ? 0 : -1;
+}
+
+static inline int tu_group_teardown(void **state)
+{
+    (void)state;
+    tu_rmdir(tu_tmp);
+    tu_tmp = NULL;
+    return 0;
+}
+
 /* Path dir/name in a static rotating buffer. */
 static inline const char *tu_path(const char *dir, const char *name)
 {

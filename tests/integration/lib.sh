@@ -3,7 +3,7 @@
 set -u
 D=${DV_DIVERGE:?DV_DIVERGE must point at the diverge program}
 FX=${DV_FIXTURES:?DV_FIXTURES must point at fixtures/}
-T=$(mktemp -d /tmp/dvit.XXXXXX)
+T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 n_pass=0
 n_fail=0

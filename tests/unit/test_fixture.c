@@ -11,19 +11,6 @@
 #include "gguf.h"
 #include "vocab.h"
 
-static char *tmp;
-
-static int setup(void **state)
-{
-    tmp = tu_tmpdir();
-    return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(tmp);
-    return 0;
-}
 
 static bool same_bytes(const char *a, const char *b)
 {
@@ -44,9 +31,9 @@ static void test_deterministic(void **state)
 {
     const char *types[] = {"tiny", "tiny-f16", "tiny-q8_0", "tiny-q4_0", "tiny-q4_k", "small-q4_k"};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
-        assert_int_equal(dv_fixture_write(types[i], tu_path(tmp, "a.gguf")), DV_OK);
-        assert_int_equal(dv_fixture_write(types[i], tu_path(tmp, "b.gguf")), DV_OK);
-        assert_true(same_bytes(tu_path(tmp, "a.gguf"), tu_path(tmp, "b.gguf")));
+        assert_int_equal(dv_fixture_write(types[i], tu_path(tu_tmp, "a.gguf")), DV_OK);
+        assert_int_equal(dv_fixture_write(types[i], tu_path(tu_tmp, "b.gguf")), DV_OK);
+        assert_true(same_bytes(tu_path(tu_tmp, "a.gguf"), tu_path(tu_tmp, "b.gguf")));
     }
 }
 
@@ -69,7 +56,7 @@ static void test_names(void **state)
  * into blocks: small's ffn_down rows are 704 long, not a multiple of 256. */
 static void test_types_and_shapes(void **state)
 {
-    const char *p = tu_path(tmp, "s.gguf");
+    const char *p = tu_path(tu_tmp, "s.gguf");
     assert_int_equal(dv_fixture_write("small-q4_k", p), DV_OK);
     struct dv_model *m;
     assert_int_equal(dv_model_open(p, &m), DV_OK);
@@ -105,7 +92,7 @@ static dv_status keep_rms(void *u, const struct dv_tensor_desc *d, const void *d
 /* Activations look trained: the residual RMS grows layer by layer. */
 static void test_residual_growth(void **state)
 {
-    const char *p = tu_path(tmp, "g.gguf");
+    const char *p = tu_path(tu_tmp, "g.gguf");
     assert_int_equal(dv_fixture_write("small-q8_0", p), DV_OK);
     struct dv_model *m;
     struct dv_engine *e;
@@ -127,7 +114,7 @@ static void test_import_llama2c(void **state)
     char mb[512], tb[512];
     snprintf(mb, sizeof mb, "%s/data/stories260K.bin", tu_fixtures());
     snprintf(tb, sizeof tb, "%s/data/tok512.bin", tu_fixtures());
-    const char *out = tu_path(tmp, "st.gguf");
+    const char *out = tu_path(tu_tmp, "st.gguf");
     assert_int_equal(dv_import_llama2c(mb, tb, out), DV_OK);
     struct dv_model *m;
     assert_int_equal(dv_model_open(out, &m), DV_OK);
@@ -144,7 +131,7 @@ static void test_import_llama2c(void **state)
     dv_model_free(m);
     /* the model with the wrong tokenizer or a cut file */
     assert_int_equal(dv_import_llama2c(mb, mb, out), DV_E_INPUT);
-    const char *cut = tu_path(tmp, "cut.bin");
+    const char *cut = tu_path(tu_tmp, "cut.bin");
     FILE *in = fopen(mb, "rb"), *o2 = fopen(cut, "wb");
     char buf[4096];
     for (int i = 0; i < 100; i++) {
@@ -154,7 +141,7 @@ static void test_import_llama2c(void **state)
     fclose(in), fclose(o2);
     assert_int_equal(dv_import_llama2c(cut, tb, out), DV_E_INPUT);
     assert_non_null(strstr(dv_errmsg(), cut));
-    assert_int_equal(dv_import_llama2c(tu_path(tmp, "nope.bin"), tb, out), DV_E_INPUT);
+    assert_int_equal(dv_import_llama2c(tu_path(tu_tmp, "nope.bin"), tb, out), DV_E_INPUT);
 }
 
 int main(void)
@@ -166,5 +153,5 @@ int main(void)
         cmocka_unit_test(test_residual_growth),
         cmocka_unit_test(test_import_llama2c),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

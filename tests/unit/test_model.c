@@ -14,19 +14,6 @@
 #include "gguf.h"
 #include "model.h"
 
-static char *tmp;
-
-static int setup(void **state)
-{
-    tmp = tu_tmpdir();
-    return tmp ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    tu_rmdir(tmp);
-    return 0;
-}
 
 /* What to break in a 1-layer model d=8, 2 heads, 1 kv head, ffn 16, vocab 4. */
 struct variant {
@@ -59,7 +46,7 @@ static const char *write_variant(const struct variant *v)
 {
     static char path[512];
     static int k;
-    snprintf(path, sizeof path, "%s/m%d.gguf", tmp, k++);
+    snprintf(path, sizeof path, "%s/m%d.gguf", tu_tmp, k++);
     struct dv_gguf_writer *w;
     assert_int_equal(dv_gguf_writer_new(&w), DV_OK);
     if (!v->skip_key || strcmp(v->skip_key, "general.architecture"))
@@ -138,5 +125,5 @@ int main(void)
         cmocka_unit_test(test_valid_and_tied),
         cmocka_unit_test(test_bad_configs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
