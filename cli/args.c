@@ -2,9 +2,12 @@
 #include "args.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -81,4 +84,31 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
     *out = v;
     *n = k;
     return DV_OK;
+}
+
+static char guard_path[PATH_MAX];
+static volatile sig_atomic_t guard_armed;
+
+static void guard_handler(int sig)
+{
+    if (guard_armed) unlink(guard_path); /* async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void dv_guard_temp(const char *tmp)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    guard_armed = 0;
+    if (!tmp || strlen(tmp) >= sizeof guard_path) return;
+    memcpy(guard_path, tmp, strlen(tmp) + 1);
+    struct sigaction sa = {.sa_handler = guard_handler};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        /* leave signals the caller's parent ignored (nohup) ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+    guard_armed = 1;
 }

@@ -32,4 +32,10 @@ dv_status dv_parse_i64(const char *s, const char *what, int64_t lo, int64_t hi,
 dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
                             int32_t hi, int32_t **out, int *n);
 
+/* While a file is being written under a temporary name: remove `tmp` if
+ * SIGINT, SIGTERM or SIGHUP arrives, then die of the signal as usual.
+ * NULL disarms. (SIGKILL cannot be caught: the next writer to the same
+ * destination removes what it leaves; see dv_dump_create.) */
+void dv_guard_temp(const char *tmp);
+
 #endif

@@ -8,22 +8,30 @@
 #include <string.h>
 
 #include "args.h"
+#include "dump.h"
 #include "commands.h"
 #include "engine.h"
 #include "error.h"
 #include "model.h"
+#include "types.h"
 #include "vocab.h"
 
 struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
+    const char *dump; /* --dump FILE */
+    bool compress;
+    const char *select[64];
+    struct dv_dump_filter filter;
 };
 
 static void run_help(void)
 {
     printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64]\n"
            "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
-           "                  [--generate N] [--top-k K]\n\n"
+           "                  [--generate N] [--top-k K]\n"
+           "                  [--dump OUT.h5 [--select GLOB]... [--layers L] [--dump-passes P]\n"
+           "                                 [--compress]]\n\n"
            "Run the forward pass and print, for each position of the last pass,\n"
            "the K (default 5) most likely next tokens with their probabilities.\n\n"
            "  --backend B     cpu (f32 reference, default) or cpu-f64 (oracle)\n"
@@ -33,7 +41,16 @@ static void run_help(void)
            "  --passes LIST   split the tokens into consecutive forward calls on one\n"
            "                  KV cache: 6,5,1 runs 6 tokens at pos0 0, 5 at 6, 1 at 11\n"
            "  --generate N    then greedy-decode N tokens, one call each (stops at EOS)\n"
-           "  --top-k K       tokens to list per position (1..100)\n");
+           "  --top-k K       tokens to list per position (1..100)\n"
+           "  --dump OUT.h5   write every named tensor of every pass to OUT.h5 (HDF5,\n"
+           "                  schema diverge-dump(5)); written under a temporary name\n"
+           "                  and renamed when complete\n"
+           "  --select GLOB   dump only tensors whose name matches GLOB (repeatable,\n"
+           "                  e.g. 'blk.*.q_rope')\n"
+           "  --layers L      dump only layers L, e.g. 0-3,7 (output_norm and logits\n"
+           "                  are outside the layers and stay unless --select drops them)\n"
+           "  --dump-passes P dump only forward calls P, e.g. 0,2 (0 is the first)\n"
+           "  --compress      byte-shuffle and deflate the dumped tensors\n");
 }
 
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -42,11 +59,15 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"backend", required_argument, 0, 'b'}, {"tokens", required_argument, 0, 't'},
         {"prompt", required_argument, 0, 'p'},  {"passes", required_argument, 0, 'P'},
         {"generate", required_argument, 0, 'g'}, {"top-k", required_argument, 0, 'k'},
+        {"dump", required_argument, 0, 'd'},    {"select", required_argument, 0, 's'},
+        {"layers", required_argument, 0, 'L'},  {"dump-passes", required_argument, 0, 'D'},
+        {"compress", no_argument, 0, 'z'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    bool filtered = false;
     *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
     int c;
     int64_t v;
-    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zh", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if ((o->backend = dv_backend_from_name(optarg)) < 0)
@@ -63,12 +84,34 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             if (dv_parse_i64(optarg, "--top-k", 1, 100, &v)) return dv_report(DV_E_USAGE);
             o->top_k = (int)v;
             break;
+        case 'd': o->dump = optarg; break;
+        case 's':
+            if (o->filter.n_select == (int)(sizeof o->select / sizeof o->select[0]))
+                return dv_usage_error("run", "more than 64 --select globs");
+            o->select[o->filter.n_select++] = optarg;
+            filtered = true;
+            break;
+        case 'L':
+            if (dv_ranges_parse(optarg, "--layers", 0, INT32_MAX, &o->filter.layers))
+                return dv_report(DV_E_USAGE);
+            filtered = true;
+            break;
+        case 'D':
+            if (dv_ranges_parse(optarg, "--dump-passes", 0, INT32_MAX, &o->filter.passes))
+                return dv_report(DV_E_USAGE);
+            filtered = true;
+            break;
+        case 'z': o->compress = filtered = true; break;
         case 'h': run_help(); return -1;
         default: return dv_usage_error("run", "bad option");
         }
     }
     if (optind != argc - 1) return dv_usage_error("run", "give one MODEL");
     if (o->tokens && o->prompt) return dv_usage_error("run", "give --tokens or --prompt, not both");
+    if (filtered && !o->dump)
+        return dv_usage_error("run", "--select, --layers, --dump-passes and --compress "
+                              "need --dump");
+    o->filter.select = o->select;
     o->model = argv[optind];
     return 0;
 }
@@ -176,7 +219,8 @@ static void put_text(const struct dv_model *m, const int32_t *toks, int n)
 }
 
 static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t *toks,
-                          int n_prompt, int n_gen, double *logits, int last_t)
+                          int n_prompt, int n_gen, double *logits, int last_t,
+                          const struct dv_hook *hook)
 {
     int n = n_prompt;
     const int32_t eos = m->vocab ? dv_vocab_eos(m->vocab) : -1;
@@ -185,13 +229,44 @@ static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t
         if ((s = dv_engine_logits(e, g ? 0 : last_t, logits))) break;
         toks[n] = (int32_t)argmax(logits, m->cfg.n_vocab);
         if (toks[n++] == eos) break;
-        s = dv_engine_forward(e, &toks[n - 1], 1, n - 1, NULL);
+        s = dv_engine_forward(e, &toks[n - 1], 1, n - 1, hook);
     }
     if (s) return s;
     printf("\ngenerated %d tokens:", n - n_prompt);
     for (int i = n_prompt; i < n; i++) printf(" %d", toks[i]);
     putchar('\n');
     put_text(m, toks, n);
+    return DV_OK;
+}
+
+/* Create the dump (temporary file guarded against signals) and describe
+ * the model and the backend in its attributes. */
+static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
+                            const struct dv_engine *e, struct dv_dump_sink *sink)
+{
+    const struct dv_backend *be = dv_engine_backend(e);
+    unsigned flags = (be->act_type == DV_TYPE_F64 ? DV_DUMP_FLOAT64 : 0) |
+                     (o->compress ? DV_DUMP_COMPRESS : 0);
+    dv_status s = dv_dump_create(o->dump, be->name, flags, &sink->dump);
+    if (s) return s;
+    dv_guard_temp(dv_dump_temp_path(sink->dump));
+    char device[128], driver[256];
+    dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
+    return dv_dump_describe(sink->dump, m, device, driver, "");
+}
+
+/* Commit the dump when everything before went well, else discard it. */
+static dv_status finish_dump(const struct run_opts *o, struct dv_dump_sink *sink,
+                             dv_status s)
+{
+    dv_status c = dv_dump_close(sink->dump, s == DV_OK);
+    dv_guard_temp(NULL);
+    sink->dump = NULL;
+    if (s) return s;
+    if (c) return c;
+    printf("\ndump     %s: %lld passes, %lld tensors, %.3f MB of values\n", o->dump,
+           (long long)sink->n_passes, (long long)sink->n_tensors,
+           (double)sink->n_values * (o->backend == DV_BACKEND_CPU_F64 ? 8 : 4) / 1e6);
     return DV_OK;
 }
 
@@ -210,6 +285,10 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     for (int i = 0; !s && i < n_pass; i++) max_pass = sched[i] > max_pass ? sched[i] : max_pass;
     struct dv_engine_opts eo = {.n_ctx = n_tok + o->generate, .n_batch = max_pass};
     if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
+    struct dv_dump_sink sink = {.filter = &o->filter};
+    struct dv_hook dump_hook = dv_dump_hook(&sink);
+    const struct dv_hook *hook = NULL;
+    if (!s && o->dump && !(s = start_dump(o, m, e, &sink))) hook = &dump_hook;
     if (!s) {
         const struct dv_config *c = &m->cfg;
         printf("model    %s: %s, %lld layers, d_model %lld, %lld heads (%lld kv), "
@@ -221,7 +300,7 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     }
     int pos = 0;
     for (int i = 0; !s && i < n_pass; pos += sched[i++])
-        s = dv_engine_forward(e, *toks + pos, sched[i], pos, NULL);
+        s = dv_engine_forward(e, *toks + pos, sched[i], pos, hook);
     const int last = n_pass ? sched[n_pass - 1] : 0, pos0 = pos - last;
     if (!s) printf("\npass %d of %d (pos0 %d, %d tokens): top %d next tokens per position\n",
                    n_pass - 1, n_pass, pos0, last, o->top_k);
@@ -230,7 +309,9 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
         put_token(m, (*toks)[pos0 + t], 10);
         if (!(s = dv_engine_logits(e, t, logits))) put_top(m, logits, m->cfg.n_vocab, o->top_k);
     }
-    if (!s && o->generate) s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1);
+    if (!s && o->generate)
+        s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1, hook);
+    if (sink.dump) s = finish_dump(o, &sink, s);
     dv_engine_free(e);
     free(sched), free(logits);
     return s;

@@ -55,6 +55,27 @@ static int dv_thread_index(void) { return 0; }
 #define RESIDENT_WEIGHTS 0
 #include "cpu_forward.inc"
 
+/* The CPU's model name (from /proc/cpuinfo) and the BLAS build. */
+static void cpu_describe(void *impl, char *device, size_t dcap, char *driver,
+                         size_t rcap)
+{
+    snprintf(device, dcap, "cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10)) continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v += strspn(v + 1, " \t") + 1;
+        snprintf(device, dcap, "%.*s", (int)strcspn(v, "\n"), v);
+        break;
+    }
+    if (f) fclose(f);
+    snprintf(driver, rcap, "%s", openblas_get_config()); /* "OpenBLAS 0.3.21 ..." */
+    char *end = driver + strlen(driver);
+    while (end > driver && end[-1] == ' ') *--end = '\0';
+}
+
 const struct dv_backend dv_backend_cpu = {
     .name = "cpu",
     .act_type = DV_TYPE_F32,
@@ -62,6 +83,7 @@ const struct dv_backend dv_backend_cpu = {
     .forward = cpu_forward_f32,
     .logits = cpu_logits_f32,
     .free = cpu_free_f32,
+    .describe = cpu_describe,
 };
 
 const struct dv_backend dv_backend_cpu_f64 = {
@@ -71,4 +93,5 @@ const struct dv_backend dv_backend_cpu_f64 = {
     .forward = cpu_forward_f64,
     .logits = cpu_logits_f64,
     .free = cpu_free_f64,
+    .describe = cpu_describe,
 };

@@ -107,7 +107,7 @@ dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
     s = e->be->forward(e->impl, &p, hook ? hook : &none);
     if (s) return s;
     e->last_n = n;
-    return DV_OK;
+    return hook && hook->end_pass ? hook->end_pass(hook->user, p.index) : DV_OK;
 }
 
 dv_status dv_engine_logits(struct dv_engine *e, int t, double *out)
@@ -193,4 +193,10 @@ dv_status dv_emitter_take(struct dv_emitter *em, const void *data)
 dv_status dv_emit(struct dv_emitter *em, int layer, int which, const void *data)
 {
     return dv_emitter_ask(em, layer, which) ? dv_emitter_take(em, data) : DV_OK;
+}
+
+void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
+                        char *driver, size_t rcap)
+{
+    e->be->describe(e->impl, device, dcap, driver, rcap);
 }

@@ -14,6 +14,7 @@
 #define DV_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hook.h"
@@ -54,6 +55,10 @@ struct dv_backend {
     /* logits of token t of the last pass, widened to double, into out[V] */
     void (*logits)(void *impl, int t, double *out);
     void (*free)(void *impl);
+    /* The device and driver this backend runs on, for dump attributes
+     * ("AMD EPYC 7763", "OpenBLAS 0.3.21 ..."). */
+    void (*describe)(void *impl, char *device, size_t dcap, char *driver,
+                     size_t rcap);
 };
 
 extern const struct dv_backend dv_backend_cpu;
@@ -85,6 +90,9 @@ void dv_engine_reset(struct dv_engine *e);
 /* Tokens in the cache (pos0 + n of the last pass). */
 int dv_engine_n_past(const struct dv_engine *e);
 const struct dv_backend *dv_engine_backend(const struct dv_engine *e);
+/* The backend's device and driver descriptions (see struct dv_backend). */
+void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
+                        char *driver, size_t rcap);
 
 /* ---- for backends: handing tensors to the hook ------------------------ */
 

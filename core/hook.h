@@ -40,6 +40,9 @@ struct dv_hook {
      * returned by the forward call. May be NULL (then want() is not asked). */
     dv_status (*take)(void *user, const struct dv_tensor_desc *d,
                       const void *data);
+    /* Called after the pass's last tensor when the pass succeeded. May
+     * be NULL. A failure is returned by the forward call. */
+    dv_status (*end_pass)(void *user, int pass);
     void *user;
 };
 

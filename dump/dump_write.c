@@ -1,0 +1,626 @@
+/*
+ * dump_write.c - the dump writer of include/diverge.h: schema diverge-dump
+ * v1 through the HDF5 C API, under a temporary name renamed on commit.
+ *
+ * The temporary file ".NAME.XXXXXX.part" sits beside the destination (so
+ * the rename is atomic) and is held with flock(LOCK_EX) for as long as the
+ * writer lives. HDF5's own file locking is off for it: our lock is the one
+ * that says "a live writer owns this file". dv_dump_create() removes
+ * temporary files of the same destination whose lock it can take: their
+ * writer died (SIGKILL, power loss) before it could clean up.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "diverge.h"
+#include "error.h"
+#include "h5util.h"
+#include "dump.h"
+#include "model.h"
+#include "ops.h"
+#include "quant.h"
+#include "schema.h"
+#include "types.h"
+
+_Static_assert((int)DV_DUMP_F32 == (int)DV_TYPE_F32 && (int)DV_DUMP_F16 == (int)DV_TYPE_F16 &&
+               (int)DV_DUMP_F64 == (int)DV_TYPE_F64 && (int)DV_DUMP_BF16 == (int)DV_TYPE_BF16,
+               "dump element types are ggml (and dv_type) ids");
+
+/* Chunks hold whole token rows, about this many bytes: big enough that
+ * per-chunk overhead is noise, small enough that reading one token's rows
+ * of a long pass touches little else. */
+#define CHUNK_BYTES (1 << 20)
+/* deflate level with DV_DUMP_COMPRESS: float mantissas barely compress,
+ * and level 1 gets nearly all of what level 9 does at a fraction of the
+ * time. */
+#define DEFLATE_LEVEL 1
+
+struct dv_dump {
+    char *path, *tmp;      /* destination, temporary file */
+    int fd;                /* the temporary file, flocked */
+    hid_t file, passes, pass;
+    unsigned flags;
+    bool failed;
+    bool have[32];         /* schema attributes set, by dv_schema_attrs index */
+    struct dv_config cfg;  /* shape hyperparameters, for the tensor checks */
+    int64_t pass_index, pos0, n_tokens, last_order;
+    int64_t n_pass_written;
+    float *conv;           /* f16/bf16 -> f32 scratch */
+    size_t conv_cap;
+};
+
+int dv_dump_api_version(void) { return DV_DUMP_API_VERSION; }
+
+/* Record an HDF5 failure: "PATH: what (reason)". */
+static dv_status h5_fail(dv_dump *d, const char *what)
+{
+    char why[200];
+    d->failed = true;
+    return dv_fail(DV_E_IO, "%s: %s (%s)", d->path, what, dv_h5_reason(why, sizeof why));
+}
+
+static dv_status usage_fail(dv_dump *d, dv_status s)
+{
+    d->failed = true;
+    return dv_fail_prefix(s, d->path);
+}
+
+/* ---- the temporary file ------------------------------------------------ */
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+static const char *base_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* Is `name` ".BASE.XXXXXX.part"? */
+static bool is_temp_of(const char *name, const char *base)
+{
+    size_t n = strlen(name), b = strlen(base);
+    return n == b + 13 && name[0] == '.' && !strncmp(name + 1, base, b) &&
+           name[b + 1] == '.' && !strcmp(name + b + 8, ".part");
+}
+
+/* Remove temporary files of `base` in dir whose writer is gone. */
+static void remove_stale(const char *dir, const char *base)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        if (!is_temp_of(de->d_name, base)) continue;
+        int fd = openat(dirfd(dp), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st;
+        if (!fstat(fd, &st) && S_ISREG(st.st_mode) && !flock(fd, LOCK_EX | LOCK_NB))
+            unlinkat(dirfd(dp), de->d_name, 0);
+        close(fd);
+    }
+    closedir(dp);
+}
+
+/* Create and lock the temporary file. A concurrent remove_stale() may
+ * unlink it between mkstemps and flock; then try again. */
+static dv_status make_temp(dv_dump *d)
+{
+    char *dir = dir_of(d->path);
+    if (!dir) return dv_fail(DV_E_NOMEM, "out of memory");
+    const char *base = base_of(d->path);
+    remove_stale(dir, base);
+    size_t cap = strlen(dir) + strlen(base) + 16;
+    d->tmp = malloc(cap);
+    dv_status s = d->tmp ? DV_OK : dv_fail(DV_E_NOMEM, "out of memory");
+    for (int tries = 0; !s; tries++) {
+        snprintf(d->tmp, cap, "%s/.%s.XXXXXX.part", dir, base);
+        d->fd = mkostemps(d->tmp, 5, O_CLOEXEC);
+        if (d->fd < 0) {
+            s = dv_fail(DV_E_IO, "%s: cannot create a file in %s: %s", d->path, dir,
+                        strerror(errno));
+            break;
+        }
+        struct stat st;
+        if (!flock(d->fd, LOCK_EX | LOCK_NB) && !fstat(d->fd, &st) && st.st_nlink > 0) {
+            /* mkstemps makes 0600; the dump gets a new file's usual mode */
+            mode_t mask = umask(0);
+            umask(mask);
+            fchmod(d->fd, 0666 & ~mask);
+            break;
+        }
+        close(d->fd);
+        d->fd = -1;
+        if (tries == 8) s = dv_fail(DV_E_IO, "%s: cannot hold a temporary file", d->path);
+    }
+    free(dir);
+    return s;
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static herr_t put_attr(hid_t obj, const char *key, hid_t mem, hid_t file_type,
+                       const void *v)
+{
+    if (H5Aexists(obj, key) > 0 && H5Adelete(obj, key) < 0) return -1;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, key, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t r = a < 0 ? -1 : H5Awrite(a, mem, v);
+    if (a >= 0) H5Aclose(a);
+    if (sp >= 0) H5Sclose(sp);
+    return r;
+}
+
+static herr_t put_str(hid_t obj, const char *key, const char *v)
+{
+    hid_t t = dv_h5_str_type();
+    herr_t r = t < 0 ? -1 : put_attr(obj, key, t, t, &v);
+    if (t >= 0) H5Tclose(t);
+    return r;
+}
+
+static herr_t put_int(hid_t obj, const char *key, int64_t v)
+{
+    return put_attr(obj, key, H5T_NATIVE_INT64, H5T_STD_I64LE, &v);
+}
+
+static herr_t put_real(hid_t obj, const char *key, double v)
+{
+    return put_attr(obj, key, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
+}
+
+static bool utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        int n = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2
+              : (*s & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *s < 0xc2)) return false;
+        for (s++; n > 0; n--, s++)
+            if ((*s & 0xc0) != 0x80) return false;
+    }
+    return true;
+}
+
+/* Common checks of dv_dump_set_*: a usable dump before its first pass, a
+ * key the caller may set with this kind. Marks schema keys as set. */
+static dv_status check_set(dv_dump *d, const char *key, int kind)
+{
+    if (!d) return dv_fail(DV_E_USAGE, "dv_dump_set_*: no dump");
+    if (d->failed) return dv_fail(DV_E_USAGE, "%s: the dump failed earlier", d->path);
+    if (!key || !dv_schema_key_ok(key))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute key '%s' is not 1..63 of "
+                                     "[A-Za-z0-9_.-]", key ? key : "(null)"));
+    if (d->n_pass_written || d->pass >= 0)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s set after the first "
+                                     "pass", key));
+    int n;
+    const struct dv_attr_spec *all = dv_schema_attrs(&n), *a = dv_schema_attr(key);
+    if (a && a->reserved)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s is set by the "
+                                     "library", key));
+    static const char *const kinds[] = {"a string", "an integer", "a real"};
+    if (a && a->kind != kind)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s is %s", key, kinds[a->kind]));
+    if (a) d->have[a - all] = true;
+    return DV_OK;
+}
+
+dv_status dv_dump_set_str(dv_dump *d, const char *key, const char *value)
+{
+    dv_status s = check_set(d, key, DV_ATTR_STR);
+    if (s) return s;
+    if (!value || !utf8_ok((const unsigned char *)value))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s: value is not a "
+                                     "UTF-8 string", key));
+    if (!strcmp(key, "rope_type") && strcmp(value, "norm") && strcmp(value, "neox"))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute rope_type is '%s' "
+                                     "(norm or neox)", value));
+    if (!strcmp(key, "arch"))
+        snprintf(d->cfg.arch, sizeof d->cfg.arch, "%s", value);
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = put_str(d->file, key, value);
+    dv_h5_loud(&q);
+    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+}
+
+dv_status dv_dump_set_int(dv_dump *d, const char *key, int64_t value)
+{
+    dv_status s = check_set(d, key, DV_ATTR_INT);
+    if (s) return s;
+    if ((s = dv_schema_set_hparam(&d->cfg, key, value, DV_E_USAGE))) return usage_fail(d, s);
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = put_int(d->file, key, value);
+    dv_h5_loud(&q);
+    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+}
+
+dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
+{
+    dv_status s = check_set(d, key, DV_ATTR_REAL);
+    if (s) return s;
+    if (!isfinite(value))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s is not finite", key));
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = put_real(d->file, key, value);
+    dv_h5_loud(&q);
+    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+}
+
+/* ---- create -------------------------------------------------------------- */
+
+static void utc_now(char buf[32])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Create the HDF5 file on the temporary name with the reserved attributes
+ * and an empty /passes. */
+static dv_status open_h5(dv_dump *d, const char *backend)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* STRONG: closing the file closes every object in it, so the file is
+     * complete on disk when H5Fclose returns. */
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_file_locking(fapl, 0, 1) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return h5_fail(d, "cannot set up HDF5");
+    }
+    d->file = H5Fcreate(d->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (d->file < 0) return h5_fail(d, "cannot create the HDF5 file");
+    char now[32], tool[64];
+    utc_now(now);
+    snprintf(tool, sizeof tool, "diverge %s", dv_version());
+    const char *reserved[][2] = {{"schema", DV_SCHEMA_NAME}, {"tool_version", tool},
+                                 {"created_utc", now}, {"backend", backend}};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (put_str(d->file, reserved[i][0], reserved[i][1]) < 0)
+            return h5_fail(d, "cannot write an attribute");
+    if (put_int(d->file, "schema_version", DV_DUMP_SCHEMA_VERSION) < 0)
+        return h5_fail(d, "cannot write an attribute");
+    int n;
+    const struct dv_attr_spec *all = dv_schema_attrs(&n);
+    for (int i = 0; i < n; i++) d->have[i] = all[i].reserved;
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (gcpl >= 0) H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    d->passes = gcpl < 0 ? -1 : H5Gcreate2(d->file, "passes", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return d->passes < 0 ? h5_fail(d, "cannot create /passes") : DV_OK;
+}
+
+dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
+                         dv_dump **out)
+{
+    *out = NULL;
+    if (!path || !*path || path[strlen(path) - 1] == '/')
+        return dv_fail(DV_E_USAGE, "dv_dump_create: '%s' is not a file path",
+                       path ? path : "(null)");
+    if (!backend || !*backend || !utf8_ok((const unsigned char *)backend))
+        return dv_fail(DV_E_USAGE, "%s: the backend name must be a non-empty "
+                       "UTF-8 string", path);
+    if (flags & ~(DV_DUMP_FLOAT64 | DV_DUMP_COMPRESS))
+        return dv_fail(DV_E_USAGE, "%s: unknown dump flags 0x%x", path, flags);
+    if (strlen(base_of(path)) > NAME_MAX - 13)
+        return dv_fail(DV_E_USAGE, "%s: the file name is too long", path);
+    if ((flags & DV_DUMP_COMPRESS) &&
+        (H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0 || H5Zfilter_avail(H5Z_FILTER_SHUFFLE) <= 0))
+        return dv_fail(DV_E_USAGE, "%s: this HDF5 library has no deflate filter", path);
+    dv_dump *d = calloc(1, sizeof *d);
+    if (!d || !(d->path = strdup(path))) {
+        free(d);
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    d->fd = -1;
+    d->file = d->passes = d->pass = -1;
+    d->flags = flags;
+    d->last_order = -1;
+    dv_status s = make_temp(d);
+    if (!s) {
+        struct dv_h5_quiet q;
+        dv_h5_quiet(&q);
+        s = open_h5(d, backend);
+        dv_h5_loud(&q);
+    }
+    if (s) {
+        /* keep the message: dv_dump_close records none when discarding */
+        dv_dump_close(d, 0);
+        return s;
+    }
+    *out = d;
+    return DV_OK;
+}
+
+/* ---- passes -------------------------------------------------------------- */
+
+/* The schema's required model attributes are all set. */
+static dv_status check_required(dv_dump *d)
+{
+    int n;
+    const struct dv_attr_spec *all = dv_schema_attrs(&n);
+    for (int i = 0; i < n; i++)
+        if (all[i].required && !d->have[i])
+            return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s was not set "
+                                         "before the first pass", all[i].key));
+    struct dv_config *c = &d->cfg;
+    int hd_i = -1;
+    for (int i = 0; i < n; i++) hd_i = strcmp(all[i].key, "head_dim") ? hd_i : i;
+    if (!d->have[hd_i]) {
+        if (c->d_model % c->n_head)
+            return usage_fail(d, dv_fail(DV_E_USAGE, "n_embd %lld is not a multiple "
+                                         "of n_head %lld; set head_dim",
+                                         (long long)c->d_model, (long long)c->n_head));
+        c->head_dim = c->d_model / c->n_head;
+    }
+    if (c->n_head % c->n_head_kv)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "n_head %lld is not a multiple of "
+                                     "n_head_kv %lld", (long long)c->n_head,
+                                     (long long)c->n_head_kv));
+    return DV_OK;
+}
+
+static dv_status check_usable(const dv_dump *d, const char *fn)
+{
+    if (!d) return dv_fail(DV_E_USAGE, "%s: no dump", fn);
+    if (d->failed) return dv_fail(DV_E_USAGE, "%s: the dump failed earlier", d->path);
+    return DV_OK;
+}
+
+dv_status dv_dump_end_pass(dv_dump *d)
+{
+    dv_status s = check_usable(d, "dv_dump_end_pass");
+    if (s || d->pass < 0) return s;
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = H5Gclose(d->pass);
+    dv_h5_loud(&q);
+    d->pass = -1;
+    return r < 0 ? h5_fail(d, "cannot close a pass") : DV_OK;
+}
+
+dv_status dv_dump_begin_pass(dv_dump *d, int64_t index, int64_t pos0,
+                             int64_t n_tokens, const int32_t *tokens)
+{
+    dv_status s = check_usable(d, "dv_dump_begin_pass");
+    if (!s) s = dv_dump_end_pass(d);
+    if (!s && !d->n_pass_written) s = check_required(d);
+    if (s) return s;
+    if (index < 0) index = d->pass_index + (d->n_pass_written > 0);
+    if (d->n_pass_written && index <= d->pass_index)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "pass %lld after pass %lld (passes "
+                                     "go in order)", (long long)index,
+                                     (long long)d->pass_index));
+    if (index >= ((int64_t)1 << 31) || pos0 < 0 || n_tokens < 1 || !tokens ||
+        pos0 + n_tokens >= ((int64_t)1 << 31))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "pass %lld: bad pos0 %lld / "
+                                     "n_tokens %lld", (long long)index,
+                                     (long long)pos0, (long long)n_tokens));
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= d->cfg.n_vocab)
+            return usage_fail(d, dv_fail(DV_E_USAGE, "pass %lld: token %d is not in "
+                                         "the vocabulary of %lld", (long long)index,
+                                         tokens[t], (long long)d->cfg.n_vocab));
+    char name[24];
+    dv_schema_pass_name(index, name);
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (gcpl >= 0) H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    d->pass = gcpl < 0 ? -1 : H5Gcreate2(d->passes, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    herr_t r = d->pass < 0 ? -1 : 0;
+    if (!r) r = put_int(d->pass, "pos0", pos0);
+    if (!r) r = put_int(d->pass, "n_tokens", n_tokens);
+    hsize_t dim = (hsize_t)n_tokens;
+    hid_t sp = r ? -1 : H5Screate_simple(1, &dim, NULL);
+    hid_t ds = sp < 0 ? -1 : H5Dcreate2(d->pass, "tokens", H5T_STD_I32LE, sp,
+                                        H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    r = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens);
+    if (ds >= 0) H5Dclose(ds);
+    if (sp >= 0) H5Sclose(sp);
+    dv_h5_loud(&q);
+    if (r < 0) return h5_fail(d, "cannot write a pass");
+    d->pass_index = index;
+    d->pos0 = pos0;
+    d->n_tokens = n_tokens;
+    d->last_order = -1;
+    d->n_pass_written++;
+    return DV_OK;
+}
+
+/* ---- tensors ------------------------------------------------------------- */
+
+/* Dataset creation properties: chunks of whole token rows (the token axis
+ * is dim 1 of [H, T, n_kv] scores, dim 0 otherwise), optional filters. */
+static hid_t make_dcpl(const dv_dump *d, const char *name, int n_dims,
+                       const hsize_t *dims, size_t elem)
+{
+    struct dv_schema_tensor t;
+    int tok_axis = dv_schema_lookup(name, d->cfg.n_layer, &t) &&
+                   t.shape == DV_SHAPE_HTKV ? 1 : 0;
+    if (tok_axis >= n_dims) tok_axis = 0;
+    hsize_t chunk[4];
+    size_t row = elem;
+    for (int i = 0; i < n_dims; i++) {
+        chunk[i] = i < tok_axis ? 1 : dims[i];
+        if (i > tok_axis) row *= dims[i];
+    }
+    hsize_t rows = row >= CHUNK_BYTES ? 1 : CHUNK_BYTES / row;
+    if (rows < chunk[tok_axis]) chunk[tok_axis] = rows;
+    /* HDF5 chunks are limited to 4 GiB; rows of a real model are far
+     * smaller, and a larger row is cut into pieces of the last dim. */
+    for (int i = n_dims - 1; i > tok_axis; i--) {
+        uint64_t bytes = elem;
+        for (int j = 0; j < n_dims; j++) bytes *= chunk[j];
+        if (bytes < ((uint64_t)1 << 31)) break;
+        chunk[i] = chunk[i] / (bytes >> 30) ? chunk[i] / (bytes >> 30) : 1;
+    }
+    hid_t p = H5Pcreate(H5P_DATASET_CREATE);
+    if (p < 0) return p;
+    if (H5Pset_chunk(p, n_dims, chunk) < 0 ||
+        ((d->flags & DV_DUMP_COMPRESS) &&
+         (H5Pset_shuffle(p) < 0 || H5Pset_deflate(p, DEFLATE_LEVEL) < 0))) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+/* data as something H5Dwrite can convert: f32/f64 as they are, f16/bf16
+ * widened to f32 in the scratch buffer. */
+static const void *mem_data(dv_dump *d, int type, const void *data, int64_t n,
+                            hid_t *mem)
+{
+    if (type == DV_TYPE_F32) return *mem = H5T_NATIVE_FLOAT, data;
+    if (type == DV_TYPE_F64) return *mem = H5T_NATIVE_DOUBLE, data;
+    if ((size_t)n > d->conv_cap) {
+        float *p = realloc(d->conv, (size_t)n * sizeof *p);
+        if (!p) return NULL;
+        d->conv = p;
+        d->conv_cap = (size_t)n;
+    }
+    dv_dequant_row(type, data, d->conv, n);
+    *mem = H5T_NATIVE_FLOAT;
+    return d->conv;
+}
+
+dv_status dv_dump_write(dv_dump *d, const char *name, int layer, const char *op,
+                        int64_t order, int n_dims, const int64_t *shape,
+                        enum dv_dump_type type, const void *data)
+{
+    dv_status s = check_usable(d, "dv_dump_write");
+    if (s) return s;
+    if (d->pass < 0)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "dv_dump_write outside a pass"));
+    if (!name || !dv_schema_name_ok(name))
+        return usage_fail(d, dv_fail(DV_E_USAGE, "'%s' is not a tensor name "
+                                     "(1..63 printable bytes, no '/', not 'tokens')",
+                                     name ? name : "(null)"));
+    if (type != DV_DUMP_F32 && type != DV_DUMP_F64 && type != DV_DUMP_F16 &&
+        type != DV_DUMP_BF16)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "tensor %s: element type %d is not "
+                                     "f32, f64, f16 or bf16", name, (int)type));
+    if (!shape || !data)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "tensor %s: no shape or data", name));
+    struct dv_schema_tensor t;
+    bool known = dv_schema_lookup(name, d->cfg.n_layer, &t);
+    if (!op && known) op = dv_op_name(t.op);
+    s = dv_schema_check_tensor(&d->cfg, d->pos0, d->n_tokens, name, layer, op, n_dims,
+                               shape, DV_E_USAGE);
+    if (s) return usage_fail(d, s);
+    if (order < 0) order = d->last_order + 1;
+    if (order <= d->last_order)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "tensor %s: order %lld after %lld "
+                                     "(tensors go in execution order)", name,
+                                     (long long)order, (long long)d->last_order));
+    hsize_t dims[4];
+    int64_t n = 1;
+    for (int i = 0; i < n_dims; i++) n *= shape[i], dims[i] = (hsize_t)shape[i];
+    hid_t mem;
+    const void *buf = mem_data(d, type, data, n, &mem);
+    if (!buf) return usage_fail(d, dv_fail(DV_E_NOMEM, "out of memory"));
+
+    const bool f64 = d->flags & DV_DUMP_FLOAT64;
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    if (H5Lexists(d->pass, name, H5P_DEFAULT) > 0) {
+        dv_h5_loud(&q);
+        return usage_fail(d, dv_fail(DV_E_USAGE, "tensor %s written twice in pass "
+                                     "%lld", name, (long long)d->pass_index));
+    }
+    hid_t sp = H5Screate_simple(n_dims, dims, NULL);
+    hid_t dcpl = sp < 0 ? -1 : make_dcpl(d, name, n_dims, dims, f64 ? 8 : 4);
+    hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(d->pass, name, f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
+                                          sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t r = ds < 0 ? -1 : H5Dwrite(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (!r) r = put_int(ds, "layer", layer);
+    if (!r) r = put_str(ds, "op", op);
+    if (!r) r = put_int(ds, "order", order);
+    if (ds >= 0 && H5Dclose(ds) < 0) r = -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
+    dv_h5_loud(&q);
+    if (r < 0) return h5_fail(d, "cannot write a tensor");
+    d->last_order = order;
+    return DV_OK;
+}
+
+/* ---- close --------------------------------------------------------------- */
+
+static dv_status sync_dir(const char *path)
+{
+    char *dir = dir_of(path);
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    free(dir);
+    if (fd < 0) return DV_OK; /* the rename happened; durability is best effort */
+    fsync(fd);
+    close(fd);
+    return DV_OK;
+}
+
+static dv_status commit(dv_dump *d)
+{
+    dv_status s = dv_dump_end_pass(d);
+    if (!s && !d->n_pass_written) s = check_required(d);
+    if (s) return s;
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = H5Gclose(d->passes);
+    d->passes = -1;
+    if (H5Fclose(d->file) < 0) r = -1;
+    d->file = -1;
+    dv_h5_loud(&q);
+    if (r < 0) return h5_fail(d, "cannot finish the file");
+    if (fsync(d->fd))
+        return d->failed = true, dv_fail(DV_E_IO, "%s: %s", d->path, strerror(errno));
+    if (rename(d->tmp, d->path))
+        return d->failed = true, dv_fail(DV_E_IO, "%s: cannot rename %s onto it: %s",
+                                         d->path, d->tmp, strerror(errno));
+    free(d->tmp);
+    d->tmp = NULL; /* renamed: nothing to remove */
+    return sync_dir(d->path);
+}
+
+dv_status dv_dump_close(dv_dump *d, int commit_it)
+{
+    if (!d) return DV_OK;
+    dv_status s = DV_OK;
+    if (commit_it) s = d->failed ? dv_fail(DV_E_USAGE, "%s: the dump failed earlier; "
+                                           "not committed", d->path) : commit(d);
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    if (d->pass >= 0) H5Gclose(d->pass);
+    if (d->passes >= 0) H5Gclose(d->passes);
+    if (d->file >= 0) H5Fclose(d->file);
+    dv_h5_loud(&q);
+    if (d->tmp) unlink(d->tmp);
+    if (d->fd >= 0) close(d->fd); /* releases the lock after the unlink */
+    free(d->tmp);
+    free(d->path);
+    free(d->conv);
+    free(d);
+    return s;
+}
+
+const char *dv_dump_temp_path(const dv_dump *d) { return d ? d->tmp : NULL; }

@@ -1,0 +1,196 @@
+/* schema.c - the diverge-dump v1 schema's attributes, names and checks. */
+#include "schema.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "error.h"
+#include "ops.h"
+
+static const struct dv_attr_spec attrs[] = {
+    /* key               kind         required reserved */
+    {"schema",           DV_ATTR_STR,  true,  true},
+    {"schema_version",   DV_ATTR_INT,  true,  true},
+    {"tool_version",     DV_ATTR_STR,  true,  true},
+    {"created_utc",      DV_ATTR_STR,  true,  true},
+    {"backend",          DV_ATTR_STR,  true,  true},
+    {"device",           DV_ATTR_STR,  false, false},
+    {"driver",           DV_ATTR_STR,  false, false},
+    {"model_path",       DV_ATTR_STR,  false, false},
+    {"model_sha256",     DV_ATTR_STR,  false, false},
+    {"inject",           DV_ATTR_STR,  false, false},
+    {"arch",             DV_ATTR_STR,  true,  false},
+    {"n_vocab",          DV_ATTR_INT,  true,  false},
+    {"n_embd",           DV_ATTR_INT,  true,  false},
+    {"n_layer",          DV_ATTR_INT,  true,  false},
+    {"n_head",           DV_ATTR_INT,  true,  false},
+    {"n_head_kv",        DV_ATTR_INT,  true,  false},
+    {"n_ff",             DV_ATTR_INT,  true,  false},
+    {"head_dim",         DV_ATTR_INT,  false, false},
+    {"n_rot",            DV_ATTR_INT,  false, false},
+    {"n_ctx_train",      DV_ATTR_INT,  false, false},
+    {"rope_freq_base",   DV_ATTR_REAL, false, false},
+    {"rope_type",        DV_ATTR_STR,  false, false},
+    {"rms_eps",          DV_ATTR_REAL, false, false},
+};
+
+const struct dv_attr_spec *dv_schema_attrs(int *n)
+{
+    *n = (int)(sizeof attrs / sizeof attrs[0]);
+    return attrs;
+}
+
+const struct dv_attr_spec *dv_schema_attr(const char *key)
+{
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (strcmp(attrs[i].key, key) == 0) return &attrs[i];
+    return NULL;
+}
+
+bool dv_schema_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > 63) return false;
+    return strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       "0123456789_.-") == n;
+}
+
+/* Largest sizes a dump may declare: far above any real model, low enough
+ * that products of two of them and a token count stay far below 2^63. */
+#define MAX_DIM ((int64_t)1 << 24)
+#define MAX_LAYERS 4096
+
+dv_status dv_schema_set_hparam(struct dv_config *cfg, const char *key,
+                               int64_t v, dv_status fail)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        int64_t hi;
+    } hp[] = {
+        {"n_vocab", offsetof(struct dv_config, n_vocab), MAX_DIM},
+        {"n_embd", offsetof(struct dv_config, d_model), MAX_DIM},
+        {"n_layer", offsetof(struct dv_config, n_layer), MAX_LAYERS},
+        {"n_head", offsetof(struct dv_config, n_head), MAX_DIM},
+        {"n_head_kv", offsetof(struct dv_config, n_head_kv), MAX_DIM},
+        {"head_dim", offsetof(struct dv_config, head_dim), MAX_DIM},
+        {"n_ff", offsetof(struct dv_config, n_ff), MAX_DIM},
+        {"n_rot", offsetof(struct dv_config, n_rot), MAX_DIM},
+        {"n_ctx_train", offsetof(struct dv_config, n_ctx_train), (int64_t)1 << 31},
+    };
+    for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
+        if (strcmp(key, hp[i].key)) continue;
+        if (v < 1 || v > hp[i].hi)
+            return dv_fail(fail, "attribute %s = %lld is out of range (1..%lld)",
+                           key, (long long)v, (long long)hp[i].hi);
+        memcpy((char *)cfg + hp[i].off, &v, sizeof v);
+        return DV_OK;
+    }
+    return DV_OK;
+}
+
+bool dv_schema_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= DV_SCHEMA_MAX_NAME) return false;
+    if (!strcmp(name, ".") || !strcmp(name, "tokens")) return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] < 0x21 || name[i] > 0x7e || name[i] == '/') return false;
+    return true;
+}
+
+bool dv_schema_lookup(const char *name, int64_t n_layer,
+                      struct dv_schema_tensor *out)
+{
+    for (int g = 0; g < DV_GT_COUNT; g++)
+        if (!strcmp(name, dv_global_tensor_name(g))) {
+            *out = (struct dv_schema_tensor){-1, g, dv_global_tensor_op(g),
+                                             dv_global_tensor_shape(g)};
+            return true;
+        }
+    if (strncmp(name, "blk.", 4)) return false;
+    const char *p = name + 4;
+    size_t nd = strspn(p, "0123456789");
+    if (nd == 0 || nd > 4 || (nd > 1 && p[0] == '0') || p[nd] != '.') return false;
+    int layer = atoi(p);
+    if (layer >= n_layer) return false;
+    for (int lt = 0; lt < DV_LT_COUNT; lt++)
+        if (!strcmp(p + nd + 1, dv_layer_tensor_name(lt))) {
+            *out = (struct dv_schema_tensor){layer, lt, dv_layer_tensor_op(lt, layer),
+                                             dv_layer_tensor_shape(lt)};
+            return true;
+        }
+    return false;
+}
+
+static void shape_str(int n, const int64_t *s, char *buf, size_t cap)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+dv_status dv_schema_check_tensor(const struct dv_config *cfg, int64_t pos0,
+                                 int64_t n_tokens, const char *name,
+                                 int64_t layer, const char *op, int n_dims,
+                                 const int64_t *shape, dv_status fail)
+{
+    char got[96], want[96];
+    if (n_dims < 1 || n_dims > DV_SCHEMA_MAX_DIMS)
+        return dv_fail(fail, "tensor %s has %d dims (1..4 allowed)", name, n_dims);
+    int64_t elems = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40) / elems) {
+            shape_str(n_dims, shape, got, sizeof got);
+            return dv_fail(fail, "tensor %s has shape %s (every dim >= 1, fewer "
+                           "than 2^40 elements)", name, got);
+        }
+        elems *= shape[i];
+    }
+    struct dv_schema_tensor t;
+    if (!dv_schema_lookup(name, cfg->n_layer, &t)) {
+        if (layer < -1 || layer >= cfg->n_layer)
+            return dv_fail(fail, "tensor %s has layer %lld (the model has %lld)",
+                           name, (long long)layer, (long long)cfg->n_layer);
+        if (!op || !*op)
+            return dv_fail(fail, "tensor %s has no op", name);
+        return DV_OK;
+    }
+    if (layer != t.layer)
+        return dv_fail(fail, "tensor %s has layer %lld, expected %d", name,
+                       (long long)layer, t.layer);
+    if (op && strcmp(op, dv_op_name(t.op)))
+        return dv_fail(fail, "tensor %s has op '%s', expected '%s'", name, op,
+                       dv_op_name(t.op));
+    int64_t ws[4];
+    int wn = dv_tensor_shape(t.shape, cfg, (int)n_tokens, (int)(pos0 + n_tokens), ws);
+    bool same = wn == n_dims;
+    for (int i = 0; same && i < n_dims; i++) same = ws[i] == shape[i];
+    if (!same) {
+        shape_str(n_dims, shape, got, sizeof got);
+        shape_str(wn, ws, want, sizeof want);
+        return dv_fail(fail, "tensor %s has shape %s, expected %s for a pass of "
+                       "%lld tokens at pos0 %lld", name, got, want,
+                       (long long)n_tokens, (long long)pos0);
+    }
+    return DV_OK;
+}
+
+void dv_schema_pass_name(int64_t index, char buf[24])
+{
+    snprintf(buf, 24, "%04lld", (long long)index);
+}
+
+int64_t dv_schema_pass_index(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 4 || n > 10 || strspn(name, "0123456789") != n) return -1;
+    int64_t v = strtoll(name, NULL, 10);
+    char canon[24];
+    dv_schema_pass_name(v, canon);
+    return v < ((int64_t)1 << 31) && !strcmp(canon, name) ? v : -1;
+}
