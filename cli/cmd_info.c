@@ -1,6 +1,8 @@
-/* cmd_info.c - `diverge info FILE.gguf`: metadata, config and tensor table. */
+/* cmd_info.c - `diverge info FILE`: a GGUF model's metadata, config and
+ * tensor table, or a dump's attributes and tensors (info_dump.c). */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,14 +107,34 @@ static void put_tensors(const struct dv_gguf *g)
     }
 }
 
+/* An HDF5 file by its signature at offset 0 (where diverge and h5py put
+ * it; HDF5 also allows 512, 1024, ..., which the GGUF reader then reports
+ * as a bad magic). */
+static bool is_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool yes = fread(b, 1, sizeof b, f) == sizeof b && !memcmp(b, sig, sizeof b);
+    fclose(f);
+    return yes;
+}
+
 int dv_cmd_info(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: diverge info FILE.gguf\n\nPrint a GGUF file's metadata, the "
-               "model config diverge reads from it, and its tensor table.\n");
+        printf("usage: diverge info FILE\n\n"
+               "FILE.gguf: print the model's metadata, the config diverge reads\n"
+               "from it, and its tensor table.\n"
+               "FILE.h5 (a dump, diverge-dump(5)): print its attributes, then for\n"
+               "each pass its tokens and its tensors in execution order, with\n"
+               "shape, stored type, min, max, RMS and the NaN and Inf counts.\n"
+               "The kind of file is told by its contents, not its name.\n");
         return DV_EXIT_OK;
     }
     if (argc != 2) return dv_usage_error("info", "give one FILE");
+    if (is_hdf5(argv[1])) return dv_info_dump(argv[1]);
     struct dv_gguf *g;
     dv_status s = dv_gguf_open(argv[1], &g);
     if (s) return dv_report(s);

@@ -17,7 +17,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"run", dv_cmd_run, "run a model's forward pass and print the top tokens"},
-    {"info", dv_cmd_info, "describe a GGUF file: metadata, config, tensors"},
+    {"info", dv_cmd_info, "describe a GGUF model or a dump: metadata, tensors"},
     {"fixture", dv_cmd_fixture, "write a deterministic fixture model as GGUF"},
     {"import-llama2c", dv_cmd_import_llama2c, "convert a llama2.c export to GGUF"},
 };

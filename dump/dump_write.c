@@ -56,6 +56,7 @@ struct dv_dump {
     struct dv_config cfg;  /* shape hyperparameters, for the tensor checks */
     int64_t pass_index, pos0, n_tokens, last_order;
     int64_t n_pass_written;
+    hid_t dapl;            /* dataset access: no chunk cache */
     float *conv;           /* f16/bf16 -> f32 scratch */
     size_t conv_cap;
 };
@@ -133,8 +134,9 @@ static dv_status make_temp(dv_dump *d)
         snprintf(d->tmp, cap, "%s/.%s.XXXXXX.part", dir, base);
         d->fd = mkostemps(d->tmp, 5, O_CLOEXEC);
         if (d->fd < 0) {
-            s = dv_fail(DV_E_IO, "%s: cannot create a file in %s: %s", d->path, dir,
-                        strerror(errno));
+            /* a directory that is not there is a bad argument, not an I/O failure */
+            s = dv_fail(errno == ENOENT || errno == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                        "%s: cannot create a file in %s: %s", d->path, dir, strerror(errno));
             break;
         }
         struct stat st;
@@ -155,10 +157,14 @@ static dv_status make_temp(dv_dump *d)
 
 /* ---- attributes ---------------------------------------------------------- */
 
+/* Root attributes may be set twice (the last value wins); objects made
+ * by the writer itself get each attribute once, so only the file's root
+ * pays for the existence check. */
 static herr_t put_attr(hid_t obj, const char *key, hid_t mem, hid_t file_type,
                        const void *v)
 {
-    if (H5Aexists(obj, key) > 0 && H5Adelete(obj, key) < 0) return -1;
+    if (H5Iget_type(obj) == H5I_FILE && H5Aexists(obj, key) > 0 && H5Adelete(obj, key) < 0)
+        return -1;
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp < 0 ? -1 : H5Acreate2(obj, key, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
     herr_t r = a < 0 ? -1 : H5Awrite(a, mem, v);
@@ -183,18 +189,6 @@ static herr_t put_int(hid_t obj, const char *key, int64_t v)
 static herr_t put_real(hid_t obj, const char *key, double v)
 {
     return put_attr(obj, key, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
-}
-
-static bool utf8_ok(const unsigned char *s)
-{
-    while (*s) {
-        int n = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2
-              : (*s & 0xf8) == 0xf0 ? 3 : -1;
-        if (n < 0 || (n == 1 && *s < 0xc2)) return false;
-        for (s++; n > 0; n--, s++)
-            if ((*s & 0xc0) != 0x80) return false;
-    }
-    return true;
 }
 
 /* Common checks of dv_dump_set_*: a usable dump before its first pass, a
@@ -225,12 +219,9 @@ dv_status dv_dump_set_str(dv_dump *d, const char *key, const char *value)
 {
     dv_status s = check_set(d, key, DV_ATTR_STR);
     if (s) return s;
-    if (!value || !utf8_ok((const unsigned char *)value))
-        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s: value is not a "
-                                     "UTF-8 string", key));
-    if (!strcmp(key, "rope_type") && strcmp(value, "norm") && strcmp(value, "neox"))
-        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute rope_type is '%s' "
-                                     "(norm or neox)", value));
+    if (!value)
+        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s: no value", key));
+    if ((s = dv_schema_check_str(key, value, DV_E_USAGE))) return usage_fail(d, s);
     if (!strcmp(key, "arch"))
         snprintf(d->cfg.arch, sizeof d->cfg.arch, "%s", value);
     struct dv_h5_quiet q;
@@ -256,8 +247,7 @@ dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
 {
     dv_status s = check_set(d, key, DV_ATTR_REAL);
     if (s) return s;
-    if (!isfinite(value))
-        return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s is not finite", key));
+    if ((s = dv_schema_check_real(key, value, DV_E_USAGE))) return usage_fail(d, s);
     struct dv_h5_quiet q;
     dv_h5_quiet(&q);
     herr_t r = put_real(d->file, key, value);
@@ -282,8 +272,13 @@ static dv_status open_h5(dv_dump *d, const char *backend)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* STRONG: closing the file closes every object in it, so the file is
      * complete on disk when H5Fclose returns. */
+    /* V110: the 1.10 file format, whose chunk indexes for datasets of one
+     * chunk or a fixed number of chunks take no B-tree (a dump's datasets
+     * are mostly small; the v1 B-tree node was ~2 KiB of each). Read by
+     * HDF5 >= 1.10: Debian 12's h5py, h5dump and HDFView 3. */
     if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
-        H5Pset_file_locking(fapl, 0, 1) < 0) {
+        H5Pset_file_locking(fapl, 0, 1) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
         if (fapl >= 0) H5Pclose(fapl);
         return h5_fail(d, "cannot set up HDF5");
     }
@@ -304,7 +299,10 @@ static dv_status open_h5(dv_dump *d, const char *backend)
     const struct dv_attr_spec *all = dv_schema_attrs(&n);
     for (int i = 0; i < n; i++) d->have[i] = all[i].reserved;
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
-    if (gcpl >= 0) H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    if (gcpl >= 0) {
+        H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+        H5Pset_obj_track_times(gcpl, 0);
+    }
     d->passes = gcpl < 0 ? -1 : H5Gcreate2(d->file, "passes", H5P_DEFAULT, gcpl, H5P_DEFAULT);
     if (gcpl >= 0) H5Pclose(gcpl);
     return d->passes < 0 ? h5_fail(d, "cannot create /passes") : DV_OK;
@@ -317,7 +315,7 @@ dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
     if (!path || !*path || path[strlen(path) - 1] == '/')
         return dv_fail(DV_E_USAGE, "dv_dump_create: '%s' is not a file path",
                        path ? path : "(null)");
-    if (!backend || !*backend || !utf8_ok((const unsigned char *)backend))
+    if (!backend || !*backend || !dv_schema_utf8_ok(backend))
         return dv_fail(DV_E_USAGE, "%s: the backend name must be a non-empty "
                        "UTF-8 string", path);
     if (flags & ~(DV_DUMP_FLOAT64 | DV_DUMP_COMPRESS))
@@ -327,6 +325,10 @@ dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
     if ((flags & DV_DUMP_COMPRESS) &&
         (H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0 || H5Zfilter_avail(H5Z_FILTER_SHUFFLE) <= 0))
         return dv_fail(DV_E_USAGE, "%s: this HDF5 library has no deflate filter", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return dv_fail(DV_E_USAGE, "%s: is a directory", path);
+    dv_h5_init();
     dv_dump *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
         free(d);
@@ -334,6 +336,10 @@ dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
     }
     d->fd = -1;
     d->file = d->passes = d->pass = -1;
+    /* Each tensor is written once, whole: caching its chunks only adds a
+     * copy of every byte. */
+    d->dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (d->dapl >= 0) H5Pset_chunk_cache(d->dapl, 0, 0, 1.0);
     d->flags = flags;
     d->last_order = -1;
     dv_status s = make_temp(d);
@@ -363,20 +369,8 @@ static dv_status check_required(dv_dump *d)
         if (all[i].required && !d->have[i])
             return usage_fail(d, dv_fail(DV_E_USAGE, "attribute %s was not set "
                                          "before the first pass", all[i].key));
-    struct dv_config *c = &d->cfg;
-    int hd_i = -1;
-    for (int i = 0; i < n; i++) hd_i = strcmp(all[i].key, "head_dim") ? hd_i : i;
-    if (!d->have[hd_i]) {
-        if (c->d_model % c->n_head)
-            return usage_fail(d, dv_fail(DV_E_USAGE, "n_embd %lld is not a multiple "
-                                         "of n_head %lld; set head_dim",
-                                         (long long)c->d_model, (long long)c->n_head));
-        c->head_dim = c->d_model / c->n_head;
-    }
-    if (c->n_head % c->n_head_kv)
-        return usage_fail(d, dv_fail(DV_E_USAGE, "n_head %lld is not a multiple of "
-                                     "n_head_kv %lld", (long long)c->n_head,
-                                     (long long)c->n_head_kv));
+    dv_status s = dv_schema_finish_config(&d->cfg, DV_E_USAGE);
+    if (s) return usage_fail(d, s);
     return DV_OK;
 }
 
@@ -426,7 +420,10 @@ dv_status dv_dump_begin_pass(dv_dump *d, int64_t index, int64_t pos0,
     struct dv_h5_quiet q;
     dv_h5_quiet(&q);
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
-    if (gcpl >= 0) H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    if (gcpl >= 0) {
+        H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+        H5Pset_obj_track_times(gcpl, 0);
+    }
     d->pass = gcpl < 0 ? -1 : H5Gcreate2(d->passes, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     if (gcpl >= 0) H5Pclose(gcpl);
     herr_t r = d->pass < 0 ? -1 : 0;
@@ -466,8 +463,11 @@ static hid_t make_dcpl(const dv_dump *d, const char *name, int n_dims,
         chunk[i] = i < tok_axis ? 1 : dims[i];
         if (i > tok_axis) row *= dims[i];
     }
+    /* as few chunks as fit the budget, of equal rows: the last one is
+     * stored full size, so 512 rows of 372 would waste 232 */
     hsize_t rows = row >= CHUNK_BYTES ? 1 : CHUNK_BYTES / row;
-    if (rows < chunk[tok_axis]) chunk[tok_axis] = rows;
+    hsize_t n_chunks = (dims[tok_axis] + rows - 1) / rows;
+    chunk[tok_axis] = (dims[tok_axis] + n_chunks - 1) / n_chunks;
     /* HDF5 chunks are limited to 4 GiB; rows of a real model are far
      * smaller, and a larger row is cut into pieces of the last dim. */
     for (int i = n_dims - 1; i > tok_axis; i--) {
@@ -478,7 +478,9 @@ static hid_t make_dcpl(const dv_dump *d, const char *name, int n_dims,
     }
     hid_t p = H5Pcreate(H5P_DATASET_CREATE);
     if (p < 0) return p;
-    if (H5Pset_chunk(p, n_dims, chunk) < 0 ||
+    /* no modification times: they cost a message per object, and without
+     * them the same run gives the same bytes but for created_utc */
+    if (H5Pset_obj_track_times(p, 0) < 0 || H5Pset_chunk(p, n_dims, chunk) < 0 ||
         ((d->flags & DV_DUMP_COMPRESS) &&
          (H5Pset_shuffle(p) < 0 || H5Pset_deflate(p, DEFLATE_LEVEL) < 0))) {
         H5Pclose(p);
@@ -487,20 +489,27 @@ static hid_t make_dcpl(const dv_dump *d, const char *name, int n_dims,
     return p;
 }
 
-/* data as something H5Dwrite can convert: f32/f64 as they are, f16/bf16
- * widened to f32 in the scratch buffer. */
+/* data as H5Dwrite should get it: f32 and f64 as they are when the file
+ * stores them (or f32 widened exactly by HDF5 into a float64 file);
+ * f16/bf16 widened, and f64 rounded, to f32 here. (HDF5's own double to
+ * float conversion makes values between FLT_MAX and FLT_MAX + half an ulp
+ * inf, where IEEE rounding gives FLT_MAX.) */
 static const void *mem_data(dv_dump *d, int type, const void *data, int64_t n,
                             hid_t *mem)
 {
+    const bool f64 = d->flags & DV_DUMP_FLOAT64;
     if (type == DV_TYPE_F32) return *mem = H5T_NATIVE_FLOAT, data;
-    if (type == DV_TYPE_F64) return *mem = H5T_NATIVE_DOUBLE, data;
+    if (type == DV_TYPE_F64 && f64) return *mem = H5T_NATIVE_DOUBLE, data;
     if ((size_t)n > d->conv_cap) {
         float *p = realloc(d->conv, (size_t)n * sizeof *p);
         if (!p) return NULL;
         d->conv = p;
         d->conv_cap = (size_t)n;
     }
-    dv_dequant_row(type, data, d->conv, n);
+    if (type == DV_TYPE_F64)
+        for (int64_t i = 0; i < n; i++) d->conv[i] = (float)((const double *)data)[i];
+    else
+        dv_dequant_row(type, data, d->conv, n);
     *mem = H5T_NATIVE_FLOAT;
     return d->conv;
 }
@@ -544,15 +553,17 @@ dv_status dv_dump_write(dv_dump *d, const char *name, int layer, const char *op,
     const bool f64 = d->flags & DV_DUMP_FLOAT64;
     struct dv_h5_quiet q;
     dv_h5_quiet(&q);
-    if (H5Lexists(d->pass, name, H5P_DEFAULT) > 0) {
+    hid_t sp = H5Screate_simple(n_dims, dims, NULL);
+    hid_t dcpl = sp < 0 ? -1 : make_dcpl(d, name, n_dims, dims, f64 ? 8 : 4);
+    hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(d->pass, name, f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
+                                          sp, H5P_DEFAULT, dcpl, d->dapl);
+    if (ds < 0 && dcpl >= 0 && H5Lexists(d->pass, name, H5P_DEFAULT) > 0) {
+        H5Pclose(dcpl);
+        H5Sclose(sp);
         dv_h5_loud(&q);
         return usage_fail(d, dv_fail(DV_E_USAGE, "tensor %s written twice in pass "
                                      "%lld", name, (long long)d->pass_index));
     }
-    hid_t sp = H5Screate_simple(n_dims, dims, NULL);
-    hid_t dcpl = sp < 0 ? -1 : make_dcpl(d, name, n_dims, dims, f64 ? 8 : 4);
-    hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(d->pass, name, f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
-                                          sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     herr_t r = ds < 0 ? -1 : H5Dwrite(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     if (!r) r = put_int(ds, "layer", layer);
     if (!r) r = put_str(ds, "op", op);
@@ -612,8 +623,12 @@ dv_status dv_dump_close(dv_dump *d, int commit_it)
     dv_h5_quiet(&q);
     if (d->pass >= 0) H5Gclose(d->pass);
     if (d->passes >= 0) H5Gclose(d->passes);
+    /* A failed H5Fclose must not be repeated: HDF5 1.10 then frees the
+     * file twice. What it leaves is the library's to drop at exit (see
+     * dv_h5_init). */
     if (d->file >= 0) H5Fclose(d->file);
     dv_h5_loud(&q);
+    if (d->dapl >= 0) H5Pclose(d->dapl);
     if (d->tmp) unlink(d->tmp);
     if (d->fd >= 0) close(d->fd); /* releases the lock after the unlink */
     free(d->tmp);

@@ -9,6 +9,14 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+/* Call before the first HDF5 call of the process: keeps HDF5 from
+ * registering its atexit clean-up. HDF5 1.10 crashes in that clean-up
+ * (or reports "infinite loop closing library") after a file whose close
+ * failed (disk full) or one it could not fully parse (a corrupt file);
+ * the operating system frees what it would have. A no-op when the host
+ * program used HDF5 first. */
+void dv_h5_init(void);
+
 /* Silence HDF5's automatic error printing for the calling thread until
  * dv_h5_loud() restores what the host program had. */
 struct dv_h5_quiet {
@@ -18,9 +26,10 @@ struct dv_h5_quiet {
 void dv_h5_quiet(struct dv_h5_quiet *q);
 void dv_h5_loud(const struct dv_h5_quiet *q);
 
-/* A short reason for the HDF5 failure on the current error stack: the
- * system error ("File too large") when an I/O call failed, else the
- * innermost description ("truncated file: eof = ..."). Never NULL. */
+/* A short reason for the first HDF5 failure since dv_h5_quiet (or, when
+ * none was seen, the current error stack): the system error ("File too
+ * large") when an I/O call failed, else the innermost description
+ * ("truncated file: eof = ..."). Never NULL. */
 const char *dv_h5_reason(char *buf, size_t cap);
 
 /* A variable-length UTF-8 string type (close with H5Tclose). */

@@ -1,6 +1,7 @@
 /* schema.c - the diverge-dump v1 schema's attributes, names and checks. */
 #include "schema.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,73 @@ dv_status dv_schema_set_hparam(struct dv_config *cfg, const char *key,
     return DV_OK;
 }
 
+bool dv_schema_utf8_ok(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        int n = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2
+              : (*s & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *s < 0xc2)) return false;
+        for (s++; n > 0; n--, s++)
+            if ((*s & 0xc0) != 0x80) return false;
+    }
+    return true;
+}
+
+dv_status dv_schema_check_str(const char *key, const char *v, dv_status fail)
+{
+    size_t n = strlen(v);
+    if (!dv_schema_utf8_ok(v))
+        return dv_fail(fail, "attribute %s is not a UTF-8 string", key);
+    if (n > DV_SCHEMA_MAX_STR)
+        return dv_fail(fail, "attribute %s is longer than %d bytes", key, DV_SCHEMA_MAX_STR);
+    if (!strcmp(key, "arch") && (n == 0 || n >= sizeof ((struct dv_config *)0)->arch))
+        return dv_fail(fail, "attribute arch is empty or longer than %zu bytes",
+                       sizeof ((struct dv_config *)0)->arch - 1);
+    if (!strcmp(key, "rope_type") && strcmp(v, "norm") && strcmp(v, "neox"))
+        return dv_fail(fail, "attribute rope_type is '%.40s', expected 'norm' or "
+                       "'neox'", v);
+    return DV_OK;
+}
+
+dv_status dv_schema_check_real(const char *key, double v, dv_status fail)
+{
+    if (!isfinite(v)) return dv_fail(fail, "attribute %s = %g is not finite", key, v);
+    if (!strcmp(key, "rope_freq_base") && !(v > 0))
+        return dv_fail(fail, "attribute rope_freq_base = %g is not a positive number", v);
+    if (!strcmp(key, "rms_eps") && !(v >= 0))
+        return dv_fail(fail, "attribute rms_eps = %g is not a finite number >= 0", v);
+    return DV_OK;
+}
+
+dv_status dv_schema_finish_config(struct dv_config *cfg, dv_status fail)
+{
+    if (!cfg->head_dim) {
+        if (cfg->d_model % cfg->n_head)
+            return dv_fail(fail, "n_embd %lld is not a multiple of n_head %lld (and "
+                           "there is no head_dim attribute)", (long long)cfg->d_model,
+                           (long long)cfg->n_head);
+        cfg->head_dim = cfg->d_model / cfg->n_head;
+    }
+    if (cfg->n_head % cfg->n_head_kv)
+        return dv_fail(fail, "n_head %lld is not a multiple of n_head_kv %lld",
+                       (long long)cfg->n_head, (long long)cfg->n_head_kv);
+    if (!cfg->n_rot) cfg->n_rot = cfg->head_dim;
+    if (cfg->n_rot > cfg->head_dim)
+        return dv_fail(fail, "n_rot %lld is larger than head_dim %lld",
+                       (long long)cfg->n_rot, (long long)cfg->head_dim);
+    return DV_OK;
+}
+
+bool dv_schema_op_ok(const char *op)
+{
+    size_t n = strlen(op);
+    if (n == 0 || n >= DV_SCHEMA_MAX_OP) return false;
+    for (size_t i = 0; i < n; i++)
+        if (op[i] < 0x21 || op[i] > 0x7e) return false;
+    return true;
+}
+
 bool dv_schema_name_ok(const char *name)
 {
     size_t n = strlen(name);
@@ -144,19 +212,35 @@ dv_status dv_schema_check_tensor(const struct dv_config *cfg, int64_t pos0,
         return dv_fail(fail, "tensor %s has %d dims (1..4 allowed)", name, n_dims);
     int64_t elems = 1;
     for (int i = 0; i < n_dims; i++) {
-        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40) / elems) {
+        if (shape[i] < 1 || shape[i] > (((int64_t)1 << 40) - 1) / elems) {
             shape_str(n_dims, shape, got, sizeof got);
             return dv_fail(fail, "tensor %s has shape %s (every dim >= 1, fewer "
                            "than 2^40 elements)", name, got);
         }
         elems *= shape[i];
     }
+    if (op && !dv_schema_op_ok(op))
+        return dv_fail(fail, "tensor %s has op '%.40s' (1..31 printable ASCII bytes "
+                       "expected)", name, op);
+    /* "blk.L.*": L is the layer, canonical and in range, for any suffix */
+    size_t nd = strncmp(name, "blk.", 4) ? 0 : strspn(name + 4, "0123456789");
+    if (nd && name[4 + nd] == '.') {
+        int64_t l = nd > 6 ? INT64_MAX : strtoll(name + 4, NULL, 10);
+        if (nd > 1 && name[4] == '0')
+            return dv_fail(fail, "tensor %s: layer number with a leading zero", name);
+        if (l >= cfg->n_layer)
+            return dv_fail(fail, "tensor %s: the model has %lld layers", name,
+                           (long long)cfg->n_layer);
+        if (layer != l)
+            return dv_fail(fail, "tensor %s has layer %lld, expected %lld", name,
+                           (long long)layer, (long long)l);
+    }
     struct dv_schema_tensor t;
     if (!dv_schema_lookup(name, cfg->n_layer, &t)) {
         if (layer < -1 || layer >= cfg->n_layer)
-            return dv_fail(fail, "tensor %s has layer %lld (the model has %lld)",
+            return dv_fail(fail, "tensor %s has layer %lld (the model has %lld layers)",
                            name, (long long)layer, (long long)cfg->n_layer);
-        if (!op || !*op)
+        if (!op)
             return dv_fail(fail, "tensor %s has no op", name);
         return DV_OK;
     }
@@ -174,8 +258,8 @@ dv_status dv_schema_check_tensor(const struct dv_config *cfg, int64_t pos0,
         shape_str(n_dims, shape, got, sizeof got);
         shape_str(wn, ws, want, sizeof want);
         return dv_fail(fail, "tensor %s has shape %s, expected %s for a pass of "
-                       "%lld tokens at pos0 %lld", name, got, want,
-                       (long long)n_tokens, (long long)pos0);
+                       "%lld token%s at pos0 %lld", name, got, want, (long long)n_tokens,
+                       n_tokens == 1 ? "" : "s", (long long)pos0);
     }
     return DV_OK;
 }

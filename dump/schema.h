@@ -16,6 +16,8 @@
 #define DV_SCHEMA_NAME "diverge-dump"
 #define DV_SCHEMA_MAX_NAME 64 /* bytes of a tensor name, with the NUL */
 #define DV_SCHEMA_MAX_DIMS 4
+#define DV_SCHEMA_MAX_OP 32     /* bytes of an op name, with the NUL */
+#define DV_SCHEMA_MAX_STR 65536 /* bytes of a string attribute */
 
 enum dv_attr_kind { DV_ATTR_STR, DV_ATTR_INT, DV_ATTR_REAL };
 
@@ -41,6 +43,25 @@ bool dv_schema_key_ok(const char *key);
 dv_status dv_schema_set_hparam(struct dv_config *cfg, const char *key,
                                int64_t value, dv_status fail);
 
+/* Is s well-formed UTF-8 (no overlong 2-byte forms)? */
+bool dv_schema_utf8_ok(const char *s);
+
+/* Value checks of string and real root attributes: every string UTF-8 and at most
+ * DV_SCHEMA_MAX_STR bytes, arch 1..31 bytes, rope_type "norm" or "neox";
+ * reals finite, rope_freq_base > 0, rms_eps >= 0. `fail` with a message
+ * naming the key. */
+dv_status dv_schema_check_str(const char *key, const char *value, dv_status fail);
+dv_status dv_schema_check_real(const char *key, double value, dv_status fail);
+
+/* After the integer attributes went through dv_schema_set_hparam (fields
+ * not given are 0): default head_dim (n_embd / n_head, which must divide)
+ * and n_rot (head_dim), and check n_head_kv divides n_head and
+ * n_rot <= head_dim. */
+dv_status dv_schema_finish_config(struct dv_config *cfg, dv_status fail);
+
+/* Op names: 1..31 printable ASCII bytes (no spaces). */
+bool dv_schema_op_ok(const char *op);
+
 /* A tensor name of design.md's table, resolved against n_layer layers. */
 struct dv_schema_tensor {
     int layer; /* -1 for output_norm and logits */
@@ -59,7 +80,8 @@ bool dv_schema_name_ok(const char *name);
 
 /* Check one tensor of a pass (pos0, n_tokens) against cfg: a table name
  * must have the table's layer, op and shape; any other name needs a layer
- * in -1 .. n_layer - 1 and a non-empty op. Every tensor has 1..4 dims,
+ * in -1 .. n_layer - 1 and a valid op; a name "blk.L.<anything>" must
+ * have layer L, written without leading zeros, below n_layer. Every tensor has 1..4 dims,
  * each >= 1, and fewer than 2^40 elements. On failure returns `fail`
  * with a message naming the tensor (no file name). */
 dv_status dv_schema_check_tensor(const struct dv_config *cfg, int64_t pos0,
