@@ -1,6 +1,7 @@
 /* info_dump.c - `diverge info DUMP.h5`: attributes, passes, tensor table
  * with per-tensor statistics. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +37,20 @@ static void put_attrs(const struct dv_reader *r)
         int n = (int)strlen(r->attrs[i].key);
         w = n > w ? n : w;
     }
-    for (int i = 0; i < r->n_attrs; i++) {
-        const struct dv_reader_attr *a = &r->attrs[i];
-        printf("  %-*s = ", w, a->key);
-        if (a->kind == DV_ATTR_STR) put_quoted(a->str, 200);
-        else if (a->kind == DV_ATTR_INT) printf("%" PRId64, a->i);
-        else printf("%.9g", a->r);
-        putchar('\n');
-    }
+    /* the schema's attributes in its order, then the engine's own */
+    int n_spec;
+    const struct dv_attr_spec *spec = dv_schema_attrs(&n_spec);
+    for (int k = 0; k <= n_spec; k++)
+        for (int i = 0; i < r->n_attrs; i++) {
+            const struct dv_reader_attr *a = &r->attrs[i];
+            bool schema_key = dv_schema_attr(a->key) != NULL;
+            if (k < n_spec ? strcmp(a->key, spec[k].key) : schema_key) continue;
+            printf("  %-*s = ", w, a->key);
+            if (a->kind == DV_ATTR_STR) put_quoted(a->str, 200);
+            else if (a->kind == DV_ATTR_INT) printf("%" PRId64, a->i);
+            else printf("%.9g", a->r);
+            putchar('\n');
+        }
     const struct dv_config *c = &r->cfg;
     printf("\nconfig (%s): d_model %lld, layers %lld, heads %lld, kv heads %lld, "
            "head_dim %lld, ffn %lld, vocab %lld\n", c->arch, (long long)c->d_model,

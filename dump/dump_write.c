@@ -26,6 +26,7 @@
 #include "diverge.h"
 #include "error.h"
 #include "h5util.h"
+#include "h5vfd.h"
 #include "dump.h"
 #include "model.h"
 #include "ops.h"
@@ -49,6 +50,7 @@ _Static_assert((int)DV_DUMP_F32 == (int)DV_TYPE_F32 && (int)DV_DUMP_F16 == (int)
 struct dv_dump {
     char *path, *tmp;      /* destination, temporary file */
     int fd;                /* the temporary file, flocked */
+    struct dv_h5_vfd_ctl vfd; /* HDF5 writes through fd (h5vfd.h) */
     hid_t file, passes, pass;
     unsigned flags;
     bool failed;
@@ -69,6 +71,18 @@ static dv_status h5_fail(dv_dump *d, const char *what)
     char why[200];
     d->failed = true;
     return dv_fail(DV_E_IO, "%s: %s (%s)", d->path, what, dv_h5_reason(why, sizeof why));
+}
+
+/* The outcome of HDF5 calls that returned r: a write the file driver
+ * failed (HDF5 was told it worked; h5vfd.c says why), else an HDF5
+ * failure, else DV_OK. */
+static dv_status h5_check(dv_dump *d, herr_t r, const char *what)
+{
+    if (d->vfd.err) {
+        d->failed = true;
+        return dv_fail(DV_E_IO, "%s: %s (%s)", d->path, what, strerror(d->vfd.err));
+    }
+    return r < 0 ? h5_fail(d, what) : DV_OK;
 }
 
 static dv_status usage_fail(dv_dump *d, dv_status s)
@@ -228,7 +242,7 @@ dv_status dv_dump_set_str(dv_dump *d, const char *key, const char *value)
     dv_h5_quiet(&q);
     herr_t r = put_str(d->file, key, value);
     dv_h5_loud(&q);
-    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+    return h5_check(d, r, "cannot write an attribute");
 }
 
 dv_status dv_dump_set_int(dv_dump *d, const char *key, int64_t value)
@@ -240,7 +254,7 @@ dv_status dv_dump_set_int(dv_dump *d, const char *key, int64_t value)
     dv_h5_quiet(&q);
     herr_t r = put_int(d->file, key, value);
     dv_h5_loud(&q);
-    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+    return h5_check(d, r, "cannot write an attribute");
 }
 
 dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
@@ -252,7 +266,7 @@ dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
     dv_h5_quiet(&q);
     herr_t r = put_real(d->file, key, value);
     dv_h5_loud(&q);
-    return r < 0 ? h5_fail(d, "cannot write an attribute") : DV_OK;
+    return h5_check(d, r, "cannot write an attribute");
 }
 
 /* ---- create -------------------------------------------------------------- */
@@ -270,14 +284,17 @@ static void utc_now(char buf[32])
 static dv_status open_h5(dv_dump *d, const char *backend)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    d->vfd = (struct dv_h5_vfd_ctl){.fd = d->fd};
     /* STRONG: closing the file closes every object in it, so the file is
-     * complete on disk when H5Fclose returns. */
-    /* V110: the 1.10 file format, whose chunk indexes for datasets of one
+     * complete on disk when H5Fclose returns. The file driver (h5vfd.h)
+     * writes through our locked descriptor, so HDF5 takes no lock of its
+     * own and no close can fail.
+     * V110: the 1.10 file format, whose chunk indexes for datasets of one
      * chunk or a fixed number of chunks take no B-tree (a dump's datasets
      * are mostly small; the v1 B-tree node was ~2 KiB of each). Read by
      * HDF5 >= 1.10: Debian 12's h5py, h5dump and HDFView 3. */
     if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
-        H5Pset_file_locking(fapl, 0, 1) < 0 ||
+        dv_h5_vfd_set(fapl, &d->vfd) < 0 ||
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
         if (fapl >= 0) H5Pclose(fapl);
         return h5_fail(d, "cannot set up HDF5");
@@ -305,7 +322,7 @@ static dv_status open_h5(dv_dump *d, const char *backend)
     }
     d->passes = gcpl < 0 ? -1 : H5Gcreate2(d->file, "passes", H5P_DEFAULT, gcpl, H5P_DEFAULT);
     if (gcpl >= 0) H5Pclose(gcpl);
-    return d->passes < 0 ? h5_fail(d, "cannot create /passes") : DV_OK;
+    return h5_check(d, d->passes < 0 ? -1 : 0, "cannot create /passes");
 }
 
 dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
@@ -390,7 +407,7 @@ dv_status dv_dump_end_pass(dv_dump *d)
     herr_t r = H5Gclose(d->pass);
     dv_h5_loud(&q);
     d->pass = -1;
-    return r < 0 ? h5_fail(d, "cannot close a pass") : DV_OK;
+    return h5_check(d, r, "cannot close a pass");
 }
 
 dv_status dv_dump_begin_pass(dv_dump *d, int64_t index, int64_t pos0,
@@ -437,7 +454,7 @@ dv_status dv_dump_begin_pass(dv_dump *d, int64_t index, int64_t pos0,
     if (ds >= 0) H5Dclose(ds);
     if (sp >= 0) H5Sclose(sp);
     dv_h5_loud(&q);
-    if (r < 0) return h5_fail(d, "cannot write a pass");
+    if ((s = h5_check(d, r, "cannot write a pass"))) return s;
     d->pass_index = index;
     d->pos0 = pos0;
     d->n_tokens = n_tokens;
@@ -572,7 +589,7 @@ dv_status dv_dump_write(dv_dump *d, const char *name, int layer, const char *op,
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     dv_h5_loud(&q);
-    if (r < 0) return h5_fail(d, "cannot write a tensor");
+    if ((s = h5_check(d, r, "cannot write a tensor"))) return s;
     d->last_order = order;
     return DV_OK;
 }
@@ -599,10 +616,14 @@ static dv_status commit(dv_dump *d)
     dv_h5_quiet(&q);
     herr_t r = H5Gclose(d->passes);
     d->passes = -1;
+    /* After a failed flush, close without writing: the close itself must
+     * not fail (h5vfd.c says why). */
+    if (r >= 0 && H5Fflush(d->file, H5F_SCOPE_GLOBAL) < 0) r = -1;
+    if (r < 0) d->vfd.mode = DV_H5_VFD_DISCARD;
     if (H5Fclose(d->file) < 0) r = -1;
     d->file = -1;
     dv_h5_loud(&q);
-    if (r < 0) return h5_fail(d, "cannot finish the file");
+    if ((s = h5_check(d, r, "cannot finish the file"))) return s;
     if (fsync(d->fd))
         return d->failed = true, dv_fail(DV_E_IO, "%s: %s", d->path, strerror(errno));
     if (rename(d->tmp, d->path))
@@ -621,11 +642,10 @@ dv_status dv_dump_close(dv_dump *d, int commit_it)
                                            "not committed", d->path) : commit(d);
     struct dv_h5_quiet q;
     dv_h5_quiet(&q);
+    /* not committed: nothing more to write, and so nothing can fail */
+    d->vfd.mode = DV_H5_VFD_DISCARD;
     if (d->pass >= 0) H5Gclose(d->pass);
     if (d->passes >= 0) H5Gclose(d->passes);
-    /* A failed H5Fclose must not be repeated: HDF5 1.10 then frees the
-     * file twice. What it leaves is the library's to drop at exit (see
-     * dv_h5_init). */
     if (d->file >= 0) H5Fclose(d->file);
     dv_h5_loud(&q);
     if (d->dapl >= 0) H5Pclose(d->dapl);

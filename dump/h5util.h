@@ -10,11 +10,11 @@
 #include <stddef.h>
 
 /* Call before the first HDF5 call of the process: keeps HDF5 from
- * registering its atexit clean-up. HDF5 1.10 crashes in that clean-up
- * (or reports "infinite loop closing library") after a file whose close
- * failed (disk full) or one it could not fully parse (a corrupt file);
- * the operating system frees what it would have. A no-op when the host
- * program used HDF5 first. */
+ * registering its atexit clean-up, which in 1.10.8 can crash or report
+ * "infinite loop closing library" after a file it could not fully parse
+ * (a corrupt dump given to the reader); the operating system frees what
+ * it would have. (The writer's files cannot fail to close: h5vfd.h.) A
+ * no-op when the host program used HDF5 first. */
 void dv_h5_init(void);
 
 /* Silence HDF5's automatic error printing for the calling thread until
