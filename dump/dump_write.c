@@ -229,6 +229,18 @@ static dv_status check_set(dv_dump *d, const char *key, int kind)
     return DV_OK;
 }
 
+/* Write root attribute key of `kind` from *v (a char *, int64_t or double). */
+static dv_status store_root(dv_dump *d, const char *key, int kind, const void *v)
+{
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    herr_t r = kind == DV_ATTR_STR ? put_str(d->file, key, *(const char *const *)v)
+             : kind == DV_ATTR_INT ? put_int(d->file, key, *(const int64_t *)v)
+             : put_real(d->file, key, *(const double *)v);
+    dv_h5_loud(&q);
+    return h5_check(d, r, "cannot write an attribute");
+}
+
 dv_status dv_dump_set_str(dv_dump *d, const char *key, const char *value)
 {
     dv_status s = check_set(d, key, DV_ATTR_STR);
@@ -238,11 +250,7 @@ dv_status dv_dump_set_str(dv_dump *d, const char *key, const char *value)
     if ((s = dv_schema_check_str(key, value, DV_E_USAGE))) return usage_fail(d, s);
     if (!strcmp(key, "arch"))
         snprintf(d->cfg.arch, sizeof d->cfg.arch, "%s", value);
-    struct dv_h5_quiet q;
-    dv_h5_quiet(&q);
-    herr_t r = put_str(d->file, key, value);
-    dv_h5_loud(&q);
-    return h5_check(d, r, "cannot write an attribute");
+    return store_root(d, key, DV_ATTR_STR, &value);
 }
 
 dv_status dv_dump_set_int(dv_dump *d, const char *key, int64_t value)
@@ -250,11 +258,7 @@ dv_status dv_dump_set_int(dv_dump *d, const char *key, int64_t value)
     dv_status s = check_set(d, key, DV_ATTR_INT);
     if (s) return s;
     if ((s = dv_schema_set_hparam(&d->cfg, key, value, DV_E_USAGE))) return usage_fail(d, s);
-    struct dv_h5_quiet q;
-    dv_h5_quiet(&q);
-    herr_t r = put_int(d->file, key, value);
-    dv_h5_loud(&q);
-    return h5_check(d, r, "cannot write an attribute");
+    return store_root(d, key, DV_ATTR_INT, &value);
 }
 
 dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
@@ -262,11 +266,7 @@ dv_status dv_dump_set_real(dv_dump *d, const char *key, double value)
     dv_status s = check_set(d, key, DV_ATTR_REAL);
     if (s) return s;
     if ((s = dv_schema_check_real(key, value, DV_E_USAGE))) return usage_fail(d, s);
-    struct dv_h5_quiet q;
-    dv_h5_quiet(&q);
-    herr_t r = put_real(d->file, key, value);
-    dv_h5_loud(&q);
-    return h5_check(d, r, "cannot write an attribute");
+    return store_root(d, key, DV_ATTR_REAL, &value);
 }
 
 /* ---- create -------------------------------------------------------------- */

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_model.h"
 #include "diverge.h"
 #include "dump.h"
 #include "engine.h"
@@ -342,7 +343,7 @@ int main(int argc, char **argv)
     }
     struct ctx x = {0};
     struct dv_model *m;
-    if (dv_model_open(argv[1], &m)) return fail(argv[1]);
+    if (bench_open_model(argv[1], &m)) return fail(argv[1]);
     x.m = m;
     const char *sched = argc > 3 ? argv[3] : "32,16,8,4,2,1,1";
     if (parse_schedule(sched, (int)m->cfg.n_vocab, &x.s)) {

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_model.h"
 #include "engine.h"
 #include "model.h"
 
@@ -67,7 +68,7 @@ int main(int argc, char **argv)
     int n_prefill = argc > 2 ? atoi(argv[2]) : 16, n_decode = argc > 3 ? atoi(argv[3]) : 8;
     if (n_prefill < 1 || n_decode < 0) return 2;
     struct dv_model *m;
-    if (dv_model_open(argv[1], &m)) {
+    if (bench_open_model(argv[1], &m)) {
         fprintf(stderr, "bench: %s\n", dv_errmsg());
         return 2;
     }
