@@ -37,6 +37,24 @@ one_error_line() {
     [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^diverge: .*$1" "$T/err"
 }
 
+# expect_cuts_rejected FILE CUT...: `diverge info` on FILE cut to each
+# length in turn exits 2 with one error line naming the cut file.
+expect_cuts_rejected() {
+    local src=$1 cut rc ext=${1##*.}
+    shift
+    for cut in "$@"; do
+        head -c "$cut" "$src" >"$T/cut.$ext"
+        "$D" info "$T/cut.$ext" >/dev/null 2>"$T/err"
+        rc=$?
+        if [ $rc -ne 2 ] || ! one_error_line "cut.$ext"; then
+            n_fail=$((n_fail + 1))
+            echo "FAIL: truncated at $cut: exit $rc"; head -3 "$T/err"
+        else
+            n_pass=$((n_pass + 1))
+        fi
+    done
+}
+
 finish() {
     echo "$n_pass passed, $n_fail failed"
     [ "$n_fail" -eq 0 ]
