@@ -1,0 +1,77 @@
+/*
+ * vk.h - the Vulkan runtime: one device, its compute queue, buffers,
+ * compute kernels (SPIR-V embedded in the library) and command recording.
+ *
+ * Work is recorded between dv_vk_begin() and dv_vk_submit(): each
+ * dispatch binds its buffers through a descriptor set from a pool that
+ * dv_vk_begin() resets, and is followed by a compute-to-compute memory
+ * barrier, so dispatches see the writes of the ones before them.
+ * dv_vk_submit() waits for the queue (a fence). Every VkResult failure is
+ * DV_E_DEVICE with "vulkan: CALL: VK_ERROR_...".
+ */
+#ifndef DV_VK_H
+#define DV_VK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "diverge.h"
+
+struct dv_vk;
+
+/* Open a device. select: NULL (then the environment variable
+ * DV_VK_DEVICE, then the first discrete GPU, integrated GPU, virtual GPU,
+ * CPU device in that order), a decimal index into the loader's list, or a
+ * substring of the device name ("llvmpipe", "H100"). validation: enable
+ * VK_LAYER_KHRONOS_validation; any message it reports makes later calls
+ * fail. DV_E_DEVICE "vulkan: no device ..." with how to get lavapipe when
+ * there is no loader or no device. */
+dv_status dv_vk_open(const char *select, bool validation, struct dv_vk **out);
+void dv_vk_close(struct dv_vk *vk);
+
+/* "llvmpipe (LLVM 15.0.6, 256 bits)"; "Mesa 22.3.6" style driver info. */
+const char *dv_vk_device_name(const struct dv_vk *vk);
+const char *dv_vk_driver_name(const struct dv_vk *vk);
+/* Messages the validation layer reported so far. */
+int dv_vk_validation_errors(const struct dv_vk *vk);
+
+struct dv_vk_buf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    void *map; /* host pointer when host visible, else NULL */
+};
+
+/* A storage buffer of size bytes; host: host-visible and coherent (for
+ * uploads and read-back), else device-local. */
+dv_status dv_vk_buf_alloc(struct dv_vk *vk, VkDeviceSize size, bool host,
+                          struct dv_vk_buf *b);
+void dv_vk_buf_free(struct dv_vk *vk, struct dv_vk_buf *b);
+
+/* A compute pipeline with n_bufs storage buffers at bindings 0.., push
+ * constants of push_size bytes (a multiple of 4, <= 128) and n_spec
+ * 32-bit specialization constants with ids 0... */
+struct dv_vk_kernel {
+    VkShaderModule module;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout layout;
+    VkPipeline pipeline;
+    int n_bufs;
+    uint32_t push_size;
+};
+dv_status dv_vk_kernel_new(struct dv_vk *vk, const uint32_t *spv, size_t spv_bytes,
+                           int n_bufs, uint32_t push_size, const uint32_t *spec,
+                           int n_spec, struct dv_vk_kernel *k);
+void dv_vk_kernel_free(struct dv_vk *vk, struct dv_vk_kernel *k);
+
+dv_status dv_vk_begin(struct dv_vk *vk);
+/* Record one dispatch of k over groups[3] workgroups with bufs[k->n_bufs]
+ * and push[k->push_size]. */
+dv_status dv_vk_dispatch(struct dv_vk *vk, const struct dv_vk_kernel *k,
+                         const struct dv_vk_buf *const *bufs, const void *push,
+                         const uint32_t groups[3]);
+/* Submit what was recorded and wait for it. */
+dv_status dv_vk_submit(struct dv_vk *vk);
+
+#endif
