@@ -93,6 +93,14 @@ static const char *attr_name(const char *s, char buf[264])
     return dv_schema_key_ok(s) ? s : shown(s, buf);
 }
 
+/* "cannot read attribute NAME (HDF5's reason)" */
+static dv_status unreadable(const struct ctx *c, const char *name)
+{
+    char nb[264], why[160];
+    return bad(c, "cannot read attribute %s (%s)", attr_name(name, nb),
+               dv_h5_reason(why, sizeof why));
+}
+
 static const char *kind_name(int kind)
 {
     switch (kind) {
@@ -135,7 +143,7 @@ struct value {
 static dv_status read_str(const struct ctx *c, hid_t aid, hid_t ft,
                           const char *name, struct value *v)
 {
-    char nb[264], why[160];
+    char nb[264];
     H5T_cset_t cset = H5Tget_cset(ft);
     htri_t var = H5Tis_variable_str(ft);
     size_t size = H5Tget_size(ft);
@@ -163,7 +171,7 @@ static dv_status read_str(const struct ctx *c, hid_t aid, hid_t ft,
     H5Tclose(mt);
     return s;
 fail:
-    s = bad(c, "cannot read attribute %s (%s)", attr_name(name, nb), dv_h5_reason(why, sizeof why));
+    s = unreadable(c, name);
     if (mt >= 0) H5Tclose(mt);
     return s;
 }
@@ -173,7 +181,7 @@ fail:
 static dv_status read_int(const struct ctx *c, hid_t aid, hid_t ft,
                           const char *name, struct value *v)
 {
-    char nb[264], why[160];
+    char nb[264];
     size_t size = H5Tget_size(ft);
     H5T_sign_t sign = H5Tget_sign(ft);
     v->kind = DV_ATTR_INT;
@@ -191,7 +199,7 @@ static dv_status read_int(const struct ctx *c, hid_t aid, hid_t ft,
     }
     if (H5Aread(aid, H5T_NATIVE_INT64, &v->i) >= 0) return DV_OK;
 fail:
-    return bad(c, "cannot read attribute %s (%s)", attr_name(name, nb), dv_h5_reason(why, sizeof why));
+    return unreadable(c, name);
 }
 
 /* Read attribute aid (called name) into v: one value (a scalar or a
@@ -199,12 +207,12 @@ fail:
 static dv_status read_value(const struct ctx *c, hid_t aid, const char *name,
                             struct value *v)
 {
-    char nb[264], why[160];
+    char nb[264];
     memset(v, 0, sizeof *v);
     hid_t space = H5Aget_space(aid), ft = space < 0 ? -1 : H5Aget_type(aid);
     dv_status s = DV_OK;
     if (ft < 0) {
-        s = bad(c, "cannot read attribute %s (%s)", attr_name(name, nb), dv_h5_reason(why, sizeof why));
+        s = unreadable(c, name);
         goto done;
     }
     H5S_class_t sc = H5Sget_simple_extent_type(space);
@@ -221,8 +229,7 @@ static dv_status read_value(const struct ctx *c, hid_t aid, const char *name,
     } else if (cl == H5T_FLOAT) {
         v->kind = DV_ATTR_REAL;
         if (H5Aread(aid, H5T_NATIVE_DOUBLE, &v->r) < 0)
-            s = bad(c, "cannot read attribute %s (%s)", attr_name(name, nb),
-                    dv_h5_reason(why, sizeof why));
+            s = unreadable(c, name);
     } else {
         s = bad(c, "attribute %s is of class %s (string, integer or float "
                 "expected)", attr_name(name, nb), class_name(cl));
@@ -287,7 +294,7 @@ static herr_t root_attr_cb(hid_t loc, const char *name, const H5A_info_t *info,
     (void)info;
     struct attr_walk *w = data;
     struct dv_reader *r = w->r;
-    char nb[264], why[160];
+    char nb[264];
     if (!dv_schema_key_ok(name)) {
         w->s = bad(w->c, "root attribute name %s is not 1..63 bytes of "
                    "[A-Za-z0-9_.-]", shown(name, nb));
@@ -305,8 +312,7 @@ static herr_t root_attr_cb(hid_t loc, const char *name, const H5A_info_t *info,
     }
     hid_t aid = H5Aopen(loc, name, H5P_DEFAULT);
     if (aid < 0) {
-        w->s = bad(w->c, "cannot read attribute %s (%s)", shown(name, nb),
-                   dv_h5_reason(why, sizeof why));
+        w->s = unreadable(w->c, name);
         return -1;
     }
     struct value v;

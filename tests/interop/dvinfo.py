@@ -126,3 +126,11 @@ def h5_attr_kind(obj, key):
     if h5py.check_string_dtype(dt) is not None:
         return "str"
     return {"i": "int", "u": "int", "f": "real"}.get(dt.kind, "other:%s" % dt)
+
+
+def report(prog, failures):
+    """Print each failure and a summary line; the exit status for them."""
+    for msg in failures:
+        print("FAIL:", msg)
+    print("%s: %d failures" % (prog, len(failures)))
+    return 1 if failures else 0

@@ -269,10 +269,7 @@ def main():
 
 
 def report():
-    for msg in failures:
-        print("FAIL:", msg)
-    print("h5py_reads: %d failures" % len(failures))
-    return 1 if failures else 0
+    return dvinfo.report("h5py_reads", failures)
 
 
 if __name__ == "__main__":

@@ -273,10 +273,7 @@ def main():
                                                            "py.h5 " + name))
                     check(f.attrs["backend"] == "numpy", "py.h5: backend %r"
                           % f.attrs["backend"])
-    for msg in failures:
-        print("FAIL:", msg)
-    print("h5py_writes: %d failures" % len(failures))
-    return 1 if failures else 0
+    return dvinfo.report("h5py_writes", failures)
 
 
 if __name__ == "__main__":
