@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "engine.h"
 #include "error.h"
+#include "fault.h"
 #include "model.h"
 #include "types.h"
 #include "vocab.h"
@@ -20,6 +21,9 @@ struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
     const char *dump; /* --dump FILE */
+    const char *device, *inject; /* --device, --inject (vulkan) */
+    int gpu_layers;              /* engine convention: 0 all, -1 none */
+    bool validation;
     bool compress;
     const char *select[64];
     struct dv_dump_filter filter;
@@ -27,14 +31,16 @@ struct run_opts {
 
 static void run_help(void)
 {
-    printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64]\n"
+    printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64|vulkan]\n"
            "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
            "                  [--generate N] [--top-k K]\n"
            "                  [--dump OUT.h5 [--select GLOB]... [--layers L] [--dump-passes P]\n"
-           "                                 [--compress]]\n\n"
+           "                                 [--compress]]\n"
+           "                  [--device D] [--gpu-layers N] [--inject F[@L]] [--validation]\n\n"
            "Run the forward pass and print, for each position of the last pass,\n"
            "the K (default 5) most likely next tokens with their probabilities.\n\n"
-           "  --backend B     cpu (f32 reference, default) or cpu-f64 (oracle)\n"
+           "  --backend B     cpu (f32 reference, default), cpu-f64 (oracle) or vulkan\n"
+           "                  (the compute kernels on a Vulkan device)\n"
            "  --tokens IDS    token ids, comma-separated\n"
            "  --prompt TEXT   text, tokenized with the model's vocab (BOS first)\n"
            "                  without either: BOS alone\n"
@@ -50,7 +56,18 @@ static void run_help(void)
            "  --layers L      dump only layers L, e.g. 0-3,7 (output_norm and logits\n"
            "                  are outside the layers and stay unless --select drops them)\n"
            "  --dump-passes P dump only forward calls P, e.g. 0,2 (0 is the first)\n"
-           "  --compress      byte-shuffle and deflate the dumped tensors\n");
+           "  --compress      byte-shuffle and deflate the dumped tensors\n"
+           "vulkan only:\n"
+           "  --device D      device index or name substring (else $DV_VK_DEVICE, else\n"
+           "                  a discrete GPU, an integrated one, then a CPU device)\n"
+           "  --gpu-layers N  the first N layers on the device, the rest, output_norm\n"
+           "                  and the logits on the CPU reference (as llama.cpp -ngl)\n"
+           "  --inject F[@L]  build the kernels with fault F (all layers, or layer L\n"
+           "                  only); recorded in the dump's inject attribute. F is one of:\n");
+    for (int f = 1; f < DV_FAULT_COUNT; f++)
+        printf("                    %-16s %s\n", dv_fault_name(f), dv_fault_doc(f));
+    printf("  --validation    enable the Khronos validation layer (also\n"
+           "                  DV_VK_VALIDATION=1); any message fails the run\n");
 }
 
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -61,17 +78,21 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"generate", required_argument, 0, 'g'}, {"top-k", required_argument, 0, 'k'},
         {"dump", required_argument, 0, 'd'},    {"select", required_argument, 0, 's'},
         {"layers", required_argument, 0, 'L'},  {"dump-passes", required_argument, 0, 'D'},
-        {"compress", no_argument, 0, 'z'},
+        {"compress", no_argument, 0, 'z'},      {"device", required_argument, 0, 'V'},
+        {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
+        {"validation", no_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
     *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
     int c;
     int64_t v;
-    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zh", opts, NULL)) != -1) {
+    bool gpu_opts = false;
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:Ch", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if ((o->backend = dv_backend_from_name(optarg)) < 0)
-                return dv_usage_error("run", "unknown backend '%s' (cpu, cpu-f64)", optarg);
+                return dv_usage_error("run", "unknown backend '%s' (cpu, cpu-f64, vulkan)",
+                                      optarg);
             break;
         case 't': o->tokens = optarg; break;
         case 'p': o->prompt = optarg; break;
@@ -102,12 +123,23 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             filtered = true;
             break;
         case 'z': o->compress = filtered = true; break;
+        case 'V': o->device = optarg, gpu_opts = true; break;
+        case 'G':
+            if (dv_parse_i64(optarg, "--gpu-layers", 0, INT32_MAX, &v)) return dv_report(DV_E_USAGE);
+            o->gpu_layers = v ? (int)v : -1;
+            gpu_opts = true;
+            break;
+        case 'I': o->inject = optarg, gpu_opts = true; break;
+        case 'C': o->validation = gpu_opts = true; break;
         case 'h': run_help(); return -1;
         default: return dv_usage_error("run", "bad option");
         }
     }
     if (optind != argc - 1) return dv_usage_error("run", "give one MODEL");
     if (o->tokens && o->prompt) return dv_usage_error("run", "give --tokens or --prompt, not both");
+    if (gpu_opts && o->backend != DV_BACKEND_VULKAN)
+        return dv_usage_error("run", "--device, --gpu-layers, --inject and --validation "
+                              "need --backend vulkan");
     if (filtered && !o->dump)
         return dv_usage_error("run", "--select, --layers, --dump-passes and --compress "
                               "need --dump");
@@ -242,7 +274,8 @@ static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t
 /* Create the dump (temporary file guarded against signals) and describe
  * the model and the backend in its attributes. */
 static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
-                            const struct dv_engine *e, struct dv_dump_sink *sink)
+                            const struct dv_engine *e, const char *inject,
+                            struct dv_dump_sink *sink)
 {
     const struct dv_backend *be = dv_engine_backend(e);
     unsigned flags = (be->act_type == DV_TYPE_F64 ? DV_DUMP_FLOAT64 : 0) |
@@ -252,7 +285,7 @@ static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
     dv_guard_temp(dv_dump_temp_path(sink->dump));
     char device[128], driver[256];
     dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
-    return dv_dump_describe(sink->dump, m, device, driver, "");
+    return dv_dump_describe(sink->dump, m, device, driver, inject);
 }
 
 /* Commit the dump when everything before went well, else discard it. */
@@ -283,18 +316,34 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     if (!s) s = get_schedule(o, n_tok, &sched, &n_pass);
     int max_pass = 1;
     for (int i = 0; !s && i < n_pass; i++) max_pass = sched[i] > max_pass ? sched[i] : max_pass;
-    struct dv_engine_opts eo = {.n_ctx = n_tok + o->generate, .n_batch = max_pass};
+    struct dv_inject inj = {DV_FAULT_NONE, -1};
+    char inject[64] = "";
+    if (!s && o->inject && !(s = dv_inject_parse(o->inject, (int)m->cfg.n_layer, &inj)))
+        dv_inject_format(&inj, inject, sizeof inject);
+    struct dv_engine_opts eo = {.n_ctx = n_tok + o->generate, .n_batch = max_pass,
+                                .device = o->device, .validation = o->validation,
+                                .gpu_layers = o->gpu_layers, .inject = inj.fault,
+                                .inject_layer = inj.layer};
     if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
     struct dv_dump_sink sink = {.filter = &o->filter};
     struct dv_hook dump_hook = dv_dump_hook(&sink);
     const struct dv_hook *hook = NULL;
-    if (!s && o->dump && !(s = start_dump(o, m, e, &sink))) hook = &dump_hook;
+    if (!s && o->dump && !(s = start_dump(o, m, e, inject, &sink))) hook = &dump_hook;
     if (!s) {
         const struct dv_config *c = &m->cfg;
         printf("model    %s: %s, %lld layers, d_model %lld, %lld heads (%lld kv), "
-               "vocab %lld\nbackend  %s\ntokens  ", o->model, c->arch, (long long)c->n_layer,
+               "vocab %lld\nbackend  %s", o->model, c->arch, (long long)c->n_layer,
                (long long)c->d_model, (long long)c->n_head, (long long)c->n_head_kv,
                (long long)c->n_vocab, dv_backend_name(o->backend));
+        char device[128], driver[256];
+        dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
+        printf(" on %s (%s)\n", device, driver);
+        if (o->gpu_layers > 0 && o->gpu_layers < c->n_layer)
+            printf("split    layers 0-%d on the device, %d-%lld on the cpu reference\n",
+                   o->gpu_layers - 1, o->gpu_layers, (long long)c->n_layer - 1);
+        if (o->gpu_layers < 0) printf("split    every layer on the cpu reference\n");
+        if (inject[0]) printf("inject   %s: %s\n", inject, dv_fault_doc(inj.fault));
+        printf("tokens  ");
         for (int i = 0; i < n_tok; i++) printf(" %d", (*toks)[i]);
         printf(" (%d)\n", n_tok);
     }

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "engine.h"
+
 /* out[T, n] = x[T, n] / sqrt(mean(x^2) + eps) * w[n], per row. */
 void dv_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int64_t T,
                         int64_t n, double eps);
@@ -41,5 +43,14 @@ void dv_cpu_softmax_f64(double *x, int64_t n_rows, int64_t n);
 /* g[i] = silu(g[i]) * u[i] for n values. */
 void dv_cpu_silu_mul_f32(float *g, const float *u, int64_t n);
 void dv_cpu_silu_mul_f64(double *g, const double *u, int64_t n);
+
+/* The CPU pass from layer layer0 on (the layers, output_norm, logits) of a
+ * "cpu" (f32) or "cpu-f64" backend impl, emitting through em: x is the
+ * residual stream [T, d] entering layer0, or NULL to start from the
+ * embedding (layer0 0). For split runs (vulkan --gpu-layers). */
+dv_status dv_cpu_forward_from_f32(void *impl, const struct dv_pass *p, struct dv_emitter *em,
+                                  int layer0, const float *x);
+dv_status dv_cpu_forward_from_f64(void *impl, const struct dv_pass *p, struct dv_emitter *em,
+                                  int layer0, const double *x);
 
 #endif

@@ -11,6 +11,7 @@
 static const struct dv_backend *const backends[DV_BACKEND_COUNT] = {
     [DV_BACKEND_CPU] = &dv_backend_cpu,
     [DV_BACKEND_CPU_F64] = &dv_backend_cpu_f64,
+    [DV_BACKEND_VULKAN] = &dv_backend_vulkan,
 };
 
 struct dv_engine {
@@ -49,6 +50,9 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
         opts.n_batch > opts.n_ctx)
         return dv_fail(DV_E_USAGE, "bad context size n_ctx=%d n_batch=%d",
                        opts.n_ctx, opts.n_batch);
+    if ((opts.inject || opts.gpu_layers) && kind != DV_BACKEND_VULKAN)
+        return dv_fail(DV_E_USAGE, "fault injection and a layer split need the vulkan "
+                       "backend, not %s", backends[kind]->name);
     struct dv_engine *e = calloc(1, sizeof *e);
     if (!e) return dv_fail(DV_E_NOMEM, "out of memory");
     e->be = backends[kind];

@@ -23,6 +23,7 @@
 enum dv_backend_kind {
     DV_BACKEND_CPU,     /* f32, OpenBLAS sgemm: the reference */
     DV_BACKEND_CPU_F64, /* f64, BLAS dgemm: the oracle for noise floors */
+    DV_BACKEND_VULKAN,  /* f32, compute kernels on a Vulkan device: under test */
     DV_BACKEND_COUNT
 };
 
@@ -34,6 +35,13 @@ int dv_backend_from_name(const char *s);
 struct dv_engine_opts {
     int n_ctx;   /* positions the KV cache holds */
     int n_batch; /* most tokens in one pass (<= n_ctx); 0 means n_ctx */
+    /* vulkan only (other backends ignore them): */
+    const char *device; /* index or name substring; NULL: DV_VK_DEVICE or the default */
+    bool validation;    /* Khronos validation layer (also DV_VK_VALIDATION=1) */
+    int gpu_layers;     /* 0: every layer on the device; N > 0: the first N,
+                           the rest on the CPU reference; -1: none */
+    int inject;         /* DV_FAULT_* (kernels/fault.h), 0 none */
+    int inject_layer;   /* the fault's layer, -1 every layer */
 };
 
 /* What one forward call computes. */
@@ -63,6 +71,7 @@ struct dv_backend {
 
 extern const struct dv_backend dv_backend_cpu;
 extern const struct dv_backend dv_backend_cpu_f64;
+extern const struct dv_backend dv_backend_vulkan;
 
 struct dv_engine;
 

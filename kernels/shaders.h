@@ -14,5 +14,15 @@ struct dv_spirv {
 };
 
 extern const struct dv_spirv dv_spv_add;
+extern const struct dv_spirv dv_spv_silu_mul;
+extern const struct dv_spirv dv_spv_rmsnorm;
+extern const struct dv_spirv dv_spv_softmax;
+extern const struct dv_spirv dv_spv_rope;
+extern const struct dv_spirv dv_spv_kv_write;
+extern const struct dv_spirv dv_spv_kq;
+extern const struct dv_spirv dv_spv_kqv;
+extern const struct dv_spirv dv_spv_get_rows;
+extern const struct dv_spirv dv_spv_matmul;
+extern const struct dv_spirv dv_spv_matvec;
 
 #endif

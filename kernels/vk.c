@@ -7,9 +7,12 @@
 
 #include "error.h"
 
-/* Descriptor sets one recording may use before dv_vk_submit. */
+/* Descriptor sets (dispatches) one recording holds; one more flushes it. */
 #define MAX_SETS 4096
 #define MAX_BINDINGS 8
+/* The staging buffer for uploads and read-backs; larger transfers go in
+ * pieces of this size. */
+#define STAGING_BYTES ((VkDeviceSize)64 << 20)
 
 struct dv_vk {
     VkInstance instance;
@@ -24,6 +27,14 @@ struct dv_vk {
     VkFence fence;
     VkDescriptorPool desc_pool;
     bool recording;
+    int n_sets;           /* descriptor sets of the current recording */
+    struct dv_vk_buf staging;
+    VkQueryPool queries;  /* two timestamps per dispatch, when timing */
+    bool timing;
+    double tick_ns;       /* nanoseconds per timestamp tick */
+    uint64_t timestamp_mask;
+    double gpu_ns;        /* dispatch time summed since dv_vk_gpu_ns() */
+    uint64_t ts[2 * MAX_SETS];
     int validation_errors;
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     char driver[VK_MAX_DRIVER_NAME_SIZE + VK_MAX_DRIVER_INFO_SIZE + 2];
@@ -205,6 +216,22 @@ static dv_status make_device(struct dv_vk *vk)
                                       .maxSets = MAX_SETS, .poolSizeCount = 1,
                                       .pPoolSizes = &ps};
     VK_TRY(vkCreateDescriptorPool(vk->device, &dpi, NULL, &vk->desc_pool));
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, NULL);
+    VkQueueFamilyProperties q[32];
+    if (nq > 32) nq = 32;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, q);
+    const uint32_t bits = vk->family < nq ? q[vk->family].timestampValidBits : 0;
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(vk->phys, &p);
+    if (bits && p.limits.timestampPeriod > 0) { /* else no per-op timing */
+        vk->tick_ns = p.limits.timestampPeriod;
+        vk->timestamp_mask = bits >= 64 ? UINT64_MAX : (UINT64_C(1) << bits) - 1;
+        VkQueryPoolCreateInfo qpi = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                     .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                     .queryCount = 2 * MAX_SETS};
+        VK_TRY(vkCreateQueryPool(vk->device, &qpi, NULL, &vk->queries));
+    }
     return DV_OK;
 }
 
@@ -229,6 +256,8 @@ void dv_vk_close(struct dv_vk *vk)
     if (!vk) return;
     if (vk->device) {
         vkDeviceWaitIdle(vk->device);
+        dv_vk_buf_free(vk, &vk->staging);
+        if (vk->queries) vkDestroyQueryPool(vk->device, vk->queries, NULL);
         if (vk->desc_pool) vkDestroyDescriptorPool(vk->device, vk->desc_pool, NULL);
         if (vk->fence) vkDestroyFence(vk->device, vk->fence, NULL);
         if (vk->cmd_pool) vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
@@ -356,23 +385,51 @@ void dv_vk_kernel_free(struct dv_vk *vk, struct dv_vk_kernel *k)
 
 /* ---- recording ----------------------------------------------------------- */
 
-dv_status dv_vk_begin(struct dv_vk *vk)
+static dv_status begin(struct dv_vk *vk)
 {
-    if (vk->recording) return dv_fail(DV_E_USAGE, "vulkan: dv_vk_begin while recording");
     VK_TRY(vkResetDescriptorPool(vk->device, vk->desc_pool, 0));
     VK_TRY(vkResetCommandBuffer(vk->cmd, 0));
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     VK_TRY(vkBeginCommandBuffer(vk->cmd, &bi));
+    if (vk->timing) vkCmdResetQueryPool(vk->cmd, vk->queries, 0, 2 * MAX_SETS);
     vk->recording = true;
+    vk->n_sets = 0;
     return DV_OK;
+}
+
+/* Every write before it (shader or transfer) is visible to every read or
+ * write after it (shader, transfer or host). */
+static void barrier(struct dv_vk *vk)
+{
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT |
+                                           VK_ACCESS_TRANSFER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT |
+                                           VK_ACCESS_SHADER_WRITE_BIT |
+                                           VK_ACCESS_TRANSFER_READ_BIT |
+                                           VK_ACCESS_TRANSFER_WRITE_BIT |
+                                           VK_ACCESS_HOST_READ_BIT};
+    const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                                    VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(vk->cmd, st, st | VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL,
+                         0, NULL);
+}
+
+dv_status dv_vk_begin(struct dv_vk *vk)
+{
+    if (vk->recording) return dv_fail(DV_E_USAGE, "vulkan: dv_vk_begin while recording");
+    return begin(vk);
 }
 
 dv_status dv_vk_dispatch(struct dv_vk *vk, const struct dv_vk_kernel *k,
                          const struct dv_vk_buf *const *bufs, const void *push,
                          const uint32_t groups[3])
 {
-    if (!vk->recording) return dv_fail(DV_E_USAGE, "vulkan: dispatch outside dv_vk_begin");
+    dv_status s = DV_OK;
+    if (vk->recording && vk->n_sets == MAX_SETS) s = dv_vk_submit(vk);
+    if (!s && !vk->recording) s = begin(vk);
+    if (s) return s;
     VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
                                       .descriptorPool = vk->desc_pool,
                                       .descriptorSetCount = 1,
@@ -396,21 +453,20 @@ dv_status dv_vk_dispatch(struct dv_vk *vk, const struct dv_vk_kernel *k,
     if (k->push_size)
         vkCmdPushConstants(vk->cmd, k->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, k->push_size,
                            push);
+    const uint32_t q = 2 * (uint32_t)vk->n_sets;
+    if (vk->timing)
+        vkCmdWriteTimestamp(vk->cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, vk->queries, q);
     vkCmdDispatch(vk->cmd, groups[0], groups[1], groups[2]);
-    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-                          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT |
-                                           VK_ACCESS_SHADER_WRITE_BIT |
-                                           VK_ACCESS_HOST_READ_BIT};
-    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
-                         0, 1, &mb, 0, NULL, 0, NULL);
+    if (vk->timing)
+        vkCmdWriteTimestamp(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, vk->queries, q + 1);
+    vk->n_sets++;
+    barrier(vk);
     return DV_OK;
 }
 
 dv_status dv_vk_submit(struct dv_vk *vk)
 {
-    if (!vk->recording) return dv_fail(DV_E_USAGE, "vulkan: submit outside dv_vk_begin");
+    if (!vk->recording) return DV_OK;
     vk->recording = false;
     VK_TRY(vkEndCommandBuffer(vk->cmd));
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
@@ -421,5 +477,86 @@ dv_status dv_vk_submit(struct dv_vk *vk)
     if (vk->validation_errors)
         return dv_fail(DV_E_DEVICE, "vulkan: the validation layer reported %d problems",
                        vk->validation_errors);
+    if (vk->timing && vk->n_sets) {
+        uint64_t *ts = vk->ts;
+        VK_TRY(vkGetQueryPoolResults(vk->device, vk->queries, 0, 2 * (uint32_t)vk->n_sets,
+                                     sizeof vk->ts, ts, sizeof ts[0],
+                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+        for (int i = 0; i < vk->n_sets; i++)
+            vk->gpu_ns += (double)((ts[2 * i + 1] - ts[2 * i]) & vk->timestamp_mask) *
+                          vk->tick_ns;
+    }
     return DV_OK;
+}
+
+bool dv_vk_set_timing(struct dv_vk *vk, bool on)
+{
+    vk->timing = on && vk->queries && !vk->recording;
+    vk->gpu_ns = 0;
+    return vk->timing;
+}
+
+double dv_vk_gpu_ns(struct dv_vk *vk)
+{
+    double t = vk->gpu_ns;
+    vk->gpu_ns = 0;
+    return t;
+}
+
+dv_status dv_vk_copy(struct dv_vk *vk, const struct dv_vk_buf *src, VkDeviceSize src_off,
+                     const struct dv_vk_buf *dst, VkDeviceSize dst_off, VkDeviceSize bytes)
+{
+    if (src_off > src->size || bytes > src->size - src_off || dst_off > dst->size ||
+        bytes > dst->size - dst_off)
+        return dv_fail(DV_E_USAGE, "vulkan: copy of %llu bytes out of bounds",
+                       (unsigned long long)bytes);
+    if (!bytes) return DV_OK;
+    dv_status s = vk->recording ? DV_OK : begin(vk);
+    if (s) return s;
+    VkBufferCopy c = {src_off, dst_off, bytes};
+    vkCmdCopyBuffer(vk->cmd, src->buf, dst->buf, 1, &c);
+    barrier(vk);
+    return DV_OK;
+}
+
+static dv_status staging(struct dv_vk *vk)
+{
+    return vk->staging.buf ? DV_OK : dv_vk_buf_alloc(vk, STAGING_BYTES, true, &vk->staging);
+}
+
+dv_status dv_vk_upload(struct dv_vk *vk, const struct dv_vk_buf *dst, VkDeviceSize off,
+                       const void *src, VkDeviceSize bytes)
+{
+    if (off > dst->size || bytes > dst->size - off)
+        return dv_fail(DV_E_USAGE, "vulkan: upload of %llu bytes out of bounds",
+                       (unsigned long long)bytes);
+    dv_status s = dv_vk_submit(vk); /* queued work may still read dst */
+    if (!s && dst->map) memcpy((char *)dst->map + off, src, bytes);
+    if (s || dst->map) return s;
+    if ((s = staging(vk))) return s;
+    for (VkDeviceSize done = 0; done < bytes && !s; done += STAGING_BYTES) {
+        const VkDeviceSize n = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
+        memcpy(vk->staging.map, (const char *)src + done, n);
+        s = dv_vk_copy(vk, &vk->staging, 0, dst, off + done, n);
+        if (!s) s = dv_vk_submit(vk);
+    }
+    return s;
+}
+
+dv_status dv_vk_download(struct dv_vk *vk, const struct dv_vk_buf *src, VkDeviceSize off,
+                         void *dst, VkDeviceSize bytes)
+{
+    if (off > src->size || bytes > src->size - off)
+        return dv_fail(DV_E_USAGE, "vulkan: read-back of %llu bytes out of bounds",
+                       (unsigned long long)bytes);
+    dv_status s = src->map ? dv_vk_submit(vk) : staging(vk);
+    if (!s && src->map) memcpy(dst, (const char *)src->map + off, bytes);
+    if (s || src->map) return s;
+    for (VkDeviceSize done = 0; done < bytes && !s; done += STAGING_BYTES) {
+        const VkDeviceSize n = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
+        s = dv_vk_copy(vk, src, off + done, &vk->staging, 0, n);
+        if (!s) s = dv_vk_submit(vk);
+        if (!s) memcpy((char *)dst + done, vk->staging.map, n);
+    }
+    return s;
 }

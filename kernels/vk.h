@@ -2,11 +2,11 @@
  * vk.h - the Vulkan runtime: one device, its compute queue, buffers,
  * compute kernels (SPIR-V embedded in the library) and command recording.
  *
- * Work is recorded between dv_vk_begin() and dv_vk_submit(): each
- * dispatch binds its buffers through a descriptor set from a pool that
- * dv_vk_begin() resets, and is followed by a compute-to-compute memory
- * barrier, so dispatches see the writes of the ones before them.
- * dv_vk_submit() waits for the queue (a fence). Every VkResult failure is
+ * Work is recorded as it is asked for (dispatches, copies) and runs at
+ * dv_vk_submit(), which waits for the queue (a fence), or before any host
+ * transfer. Each dispatch binds its buffers through a descriptor set from
+ * a pool reset per recording, and every command is followed by a memory
+ * barrier, so each sees the writes of the ones before it. Every VkResult failure is
  * DV_E_DEVICE with "vulkan: CALL: VK_ERROR_...".
  */
 #ifndef DV_VK_H
@@ -65,13 +65,32 @@ dv_status dv_vk_kernel_new(struct dv_vk *vk, const uint32_t *spv, size_t spv_byt
                            int n_spec, struct dv_vk_kernel *k);
 void dv_vk_kernel_free(struct dv_vk *vk, struct dv_vk_kernel *k);
 
+/* Start a recording explicitly (optional: dispatches and copies start one);
+ * DV_E_USAGE while one is open. */
 dv_status dv_vk_begin(struct dv_vk *vk);
 /* Record one dispatch of k over groups[3] workgroups with bufs[k->n_bufs]
- * and push[k->push_size]. */
+ * and push[k->push_size]. Recording starts by itself; a full recording
+ * (4096 dispatches) is submitted first. */
 dv_status dv_vk_dispatch(struct dv_vk *vk, const struct dv_vk_kernel *k,
                          const struct dv_vk_buf *const *bufs, const void *push,
                          const uint32_t groups[3]);
-/* Submit what was recorded and wait for it. */
+/* Record a buffer-to-buffer copy (bounds-checked). */
+dv_status dv_vk_copy(struct dv_vk *vk, const struct dv_vk_buf *src, VkDeviceSize src_off,
+                     const struct dv_vk_buf *dst, VkDeviceSize dst_off, VkDeviceSize bytes);
+/* Submit what was recorded and wait for it (nothing recorded: DV_OK). */
 dv_status dv_vk_submit(struct dv_vk *vk);
+
+/* Host <-> buffer transfers: submit queued work first, then copy through a
+ * staging buffer (directly when the buffer is host-visible). */
+dv_status dv_vk_upload(struct dv_vk *vk, const struct dv_vk_buf *dst, VkDeviceSize off,
+                       const void *src, VkDeviceSize bytes);
+dv_status dv_vk_download(struct dv_vk *vk, const struct dv_vk_buf *src, VkDeviceSize off,
+                         void *dst, VkDeviceSize bytes);
+
+/* Per-dispatch timestamps (turn on between submissions): false when the
+ * queue has no timestamps. dv_vk_gpu_ns returns the summed dispatch time
+ * since the last call and restarts it. */
+bool dv_vk_set_timing(struct dv_vk *vk, bool on);
+double dv_vk_gpu_ns(struct dv_vk *vk);
 
 #endif
