@@ -15,8 +15,9 @@ static void fixture_help(void)
            "       diverge fixture --list\n\n"
            "Write a deterministic LLaMA model (same bytes on every run).\n"
            "TYPE is the type of the weight matrices: f32 (default), f16, q8_0,\n"
-           "q4_0, q4_k; norms stay f32; rows that do not split into the type's\n"
-           "blocks fall back (q4_k -> q4_0 -> f16).\n\nFixtures:\n");
+           "q4_0, q4_k, q6_k; norms stay f32; rows that do not split into the\n"
+           "type's blocks fall back (q4_k -> q4_0 -> f16, q6_k -> q8_0 -> f16).\n\n"
+           "Fixtures:\n");
     for (size_t i = 0; i < n; i++)
         printf("  %-16s %2d layers, d %4d, %2d heads, %d kv heads, ffn %4d, "
                "vocab %5d%s: %s\n", sp[i].name, sp[i].n_layer, sp[i].d_model,

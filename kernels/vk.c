@@ -240,7 +240,8 @@ dv_status dv_vk_open(const char *select, bool validation, struct dv_vk **out)
     *out = NULL;
     struct dv_vk *vk = calloc(1, sizeof *vk);
     if (!vk) return dv_fail(DV_E_NOMEM, "out of memory");
-    dv_status s = make_instance(vk, validation);
+    const char *env = getenv("DV_VK_VALIDATION");
+    dv_status s = make_instance(vk, validation || (env && strcmp(env, "1") == 0));
     if (!s) s = pick_device(vk, select);
     if (!s) s = make_device(vk);
     if (s) {
@@ -275,6 +276,9 @@ void dv_vk_close(struct dv_vk *vk)
 const char *dv_vk_device_name(const struct dv_vk *vk) { return vk->name; }
 const char *dv_vk_driver_name(const struct dv_vk *vk) { return vk->driver; }
 int dv_vk_validation_errors(const struct dv_vk *vk) { return vk->validation_errors; }
+
+static dv_status begin(struct dv_vk *vk);
+static void barrier(struct dv_vk *vk);
 
 /* ---- buffers --------------------------------------------------------------- */
 
@@ -318,6 +322,15 @@ dv_status dv_vk_buf_alloc(struct dv_vk *vk, VkDeviceSize size, bool host,
         return vk_fail(r, "allocating buffer memory");
     }
     b->size = size;
+    /* zeroed, so that nothing reads what an earlier user left there */
+    if (host) {
+        memset(b->map, 0, (size_t)req.size);
+        return DV_OK;
+    }
+    dv_status s = vk->recording ? DV_OK : begin(vk);
+    if (s) return s;
+    vkCmdFillBuffer(vk->cmd, b->buf, 0, VK_WHOLE_SIZE, 0);
+    barrier(vk);
     return DV_OK;
 }
 

@@ -23,7 +23,8 @@ struct dv_vk;
 /* Open a device. select: NULL (then the environment variable
  * DV_VK_DEVICE, then the first discrete GPU, integrated GPU, virtual GPU,
  * CPU device in that order), a decimal index into the loader's list, or a
- * substring of the device name ("llvmpipe", "H100"). validation: enable
+ * substring of the device name ("llvmpipe", "H100"). validation (or the
+ * environment variable DV_VK_VALIDATION=1): enable
  * VK_LAYER_KHRONOS_validation; any message it reports makes later calls
  * fail. DV_E_DEVICE "vulkan: no device ..." with how to get lavapipe when
  * there is no loader or no device. */
@@ -43,8 +44,9 @@ struct dv_vk_buf {
     void *map; /* host pointer when host visible, else NULL */
 };
 
-/* A storage buffer of size bytes; host: host-visible and coherent (for
- * uploads and read-back), else device-local. */
+/* A storage buffer of size bytes, zeroed; host: host-visible and coherent
+ * (for uploads and read-back), else device-local (zeroed by a recorded
+ * fill). */
 dv_status dv_vk_buf_alloc(struct dv_vk *vk, VkDeviceSize size, bool host,
                           struct dv_vk_buf *b);
 void dv_vk_buf_free(struct dv_vk *vk, struct dv_vk_buf *b);

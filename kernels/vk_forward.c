@@ -207,13 +207,11 @@ static dv_status vk_open(const struct dv_model *m, const struct dv_engine_opts *
                     : o->gpu_layers < 0 ? 0 : o->gpu_layers;
     s->logits_on_cpu = s->gpu_layers < c->n_layer;
     s->fault_layer = o->inject ? o->inject_layer : -1;
-    const char *env = getenv("DV_VK_VALIDATION");
-    const bool validation = o->validation || (env && strcmp(env, "1") == 0);
     dv_status st = check_types(m, s->gpu_layers);
     if (!st && !dv_vk_weight_type_ok(m->tok_embd->type)) st = unreadable(m->tok_embd);
     if (!st && !s->logits_on_cpu && !dv_vk_weight_type_ok(m->output->type))
         st = unreadable(m->output);
-    if (!st) st = dv_vk_open(o->device, validation, &s->vk);
+    if (!st) st = dv_vk_open(o->device, o->validation, &s->vk);
     if (!st) st = dv_vkops_new(s->vk, o->inject, &s->ops);
     if (!st) st = alloc_state(s);
     if (!st) st = upload_weights(s);

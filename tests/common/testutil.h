@@ -159,9 +159,12 @@ static inline double tu_max_abs(const double *a, const double *b, size_t n)
     return m;
 }
 
-/* Open model path and run `sched` (pass sizes) over toks, collecting into c. */
-static inline dv_status tu_run(const char *path, int backend, const int32_t *toks,
-                               const int *sched, int n_pass, struct tu_collect *c)
+/* Open model path and run `sched` (pass sizes) over toks, collecting into c;
+ * extra (may be NULL) gives the backend options (device, fault, split). */
+static inline dv_status tu_run_with(const char *path, int backend,
+                                    const struct dv_engine_opts *extra,
+                                    const int32_t *toks, const int *sched, int n_pass,
+                                    struct tu_collect *c)
 {
     struct dv_model *m;
     dv_status s = dv_model_open(path, &m);
@@ -172,7 +175,9 @@ static inline dv_status tu_run(const char *path, int backend, const int32_t *tok
         maxp = sched[i] > maxp ? sched[i] : maxp;
     }
     struct dv_engine *e;
-    struct dv_engine_opts o = {.n_ctx = n_tok, .n_batch = maxp};
+    struct dv_engine_opts o = {0};
+    if (extra) o = *extra;
+    o.n_ctx = n_tok, o.n_batch = maxp;
     s = dv_engine_open(m, backend, &o, &e);
     struct dv_hook h = tu_hook(c);
     for (int i = 0, pos = 0; !s && i < n_pass; pos += sched[i++])
@@ -180,6 +185,12 @@ static inline dv_status tu_run(const char *path, int backend, const int32_t *tok
     dv_engine_free(e);
     dv_model_free(m);
     return s;
+}
+
+static inline dv_status tu_run(const char *path, int backend, const int32_t *toks,
+                               const int *sched, int n_pass, struct tu_collect *c)
+{
+    return tu_run_with(path, backend, NULL, toks, sched, n_pass, c);
 }
 
 #endif
