@@ -40,12 +40,13 @@ static void run_add(struct dv_vk *vk, uint32_t n)
         pc[i] = -1.0f;
     }
     struct dv_vk_kernel k;
-    assert_int_equal(dv_vk_kernel_new(vk, dv_spv_add.code, dv_spv_add.bytes, 3, 4, NULL, 0, &k),
+    assert_int_equal(dv_vk_kernel_new(vk, dv_spv_add.code, dv_spv_add.bytes, 3, 16, NULL, 0, &k),
                      DV_OK);
     const struct dv_vk_buf *bufs[] = {&a, &b, &c};
-    const uint32_t groups[3] = {(n + 63) / 64, 1, 1};
+    const uint32_t push[4] = {n, 0, 0, 0}; /* DV_PUSH_BINARY: n, offsets */
+    const uint32_t groups[3] = {(n + 255) / 256, 1, 1};
     assert_int_equal(dv_vk_begin(vk), DV_OK);
-    assert_int_equal(dv_vk_dispatch(vk, &k, bufs, &n, groups), DV_OK);
+    assert_int_equal(dv_vk_dispatch(vk, &k, bufs, push, groups), DV_OK);
     assert_int_equal(dv_vk_submit(vk), DV_OK);
     for (uint32_t i = 0; i < n; i++) assert_true(pc[i] == pa[i] + pb[i]);
     dv_vk_kernel_free(vk, &k);
