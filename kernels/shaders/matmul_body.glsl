@@ -33,14 +33,4 @@ float dv_acc(float acc, float prod)
     return acc + prod;
 }
 
-// dv_acc on 4 independent sums at once.
-vec4 dv_acc4(vec4 acc, vec4 prod)
-{
-    if (FAULT == DV_FAULT_F16_ACCUM) {
-        const vec4 s = acc + prod;
-        return vec4(unpackHalf2x16(packHalf2x16(s.xy)), unpackHalf2x16(packHalf2x16(s.zw)));
-    }
-    return acc + prod;
-}
-
 #endif
