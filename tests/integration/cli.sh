@@ -16,7 +16,7 @@ expect 0 "version" -- "$D" --version
 # fixtures: deterministic, every type, listed
 expect 0 "fixture list" -- "$D" fixture --list
 ok "list names tinyllama-shape" grep -q tinyllama-shape "$T/out"
-for ty in f32 f16 q8_0 q4_0 q4_k; do
+for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
     expect 0 "fixture tiny-$ty" -- "$D" fixture "tiny-$ty" -o "$T/tiny-$ty.gguf"
 done
 expect 0 "fixture again" -- "$D" fixture tiny-q4_0 -o "$T/again.gguf"

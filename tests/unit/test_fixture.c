@@ -29,7 +29,8 @@ static bool same_bytes(const char *a, const char *b)
 /* Generated twice, byte-identical, for every type. */
 static void test_deterministic(void **state)
 {
-    const char *types[] = {"tiny", "tiny-f16", "tiny-q8_0", "tiny-q4_0", "tiny-q4_k", "small-q4_k"};
+    const char *types[] = {"tiny",      "tiny-f16",   "tiny-q8_0", "tiny-q4_0",
+                           "tiny-q4_k", "small-q4_k", "small-q6_k"};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         assert_int_equal(dv_fixture_write(types[i], tu_path(tu_tmp, "a.gguf")), DV_OK);
         assert_int_equal(dv_fixture_write(types[i], tu_path(tu_tmp, "b.gguf")), DV_OK);
@@ -47,7 +48,9 @@ static void test_names(void **state)
     assert_int_equal(dv_fixture_parse("tinyllama-shape-q8_0", &sp, &t), DV_OK);
     assert_int_equal(sp->n_layer, 22);
     assert_int_equal(t, DV_TYPE_Q8_0);
-    assert_int_equal(dv_fixture_parse("tiny-q6_k", &sp, &t), DV_E_USAGE);
+    assert_int_equal(dv_fixture_parse("tiny-q6_k", &sp, &t), DV_OK);
+    assert_int_equal(t, DV_TYPE_Q6_K);
+    assert_int_equal(dv_fixture_parse("tiny-q5_k", &sp, &t), DV_E_USAGE);
     assert_int_equal(dv_fixture_parse("huge", &sp, &t), DV_E_USAGE);
     assert_int_equal(dv_fixture_parse("tinyx", &sp, &t), DV_E_USAGE);
 }
@@ -71,6 +74,11 @@ static void test_types_and_shapes(void **state)
     int32_t ids[16];
     assert_int_equal(dv_tokenize(m->vocab, "Once upon a time", 16, true, ids, 16, &n), DV_OK);
     assert_int_equal(n, 5); /* BOS + the four word pieces */
+    dv_model_free(m);
+    assert_int_equal(dv_fixture_write("small-q6_k", p), DV_OK);
+    assert_int_equal(dv_model_open(p, &m), DV_OK);
+    assert_int_equal(m->layers[0].wq->type, DV_TYPE_Q6_K);
+    assert_int_equal(m->layers[0].ffn_down->type, DV_TYPE_Q8_0); /* q6_k -> q8_0 */
     dv_model_free(m);
 }
 
