@@ -336,6 +336,9 @@ dv_status dv_vk_buf_alloc(struct dv_vk *vk, VkDeviceSize size, bool host,
 
 void dv_vk_buf_free(struct dv_vk *vk, struct dv_vk_buf *b)
 {
+    /* recorded work (at least this buffer's zero fill) may still use it; a
+     * failure here was already or will be reported by the caller's path */
+    if (vk->recording && b->buf) (void)dv_vk_submit(vk);
     if (b->map) vkUnmapMemory(vk->device, b->mem);
     if (b->buf) vkDestroyBuffer(vk->device, b->buf, NULL);
     if (b->mem) vkFreeMemory(vk->device, b->mem, NULL);
