@@ -948,11 +948,36 @@ dv_status dv_reader_read(const struct dv_reader *r, int p, int t, int type, void
 {
     if (p < 0 || p >= r->n_passes || t < 0 || t >= r->passes[p].n_tensors)
         return dv_fail(DV_E_USAGE, "%s: no tensor %d of pass position %d", r->path, t, p);
+    return dv_reader_read_rows(r, p, t, type, 0, r->passes[p].tensors[t].shape[0], out);
+}
+
+/* Select rows [row0, row0 + n_rows) of the outermost dimension in the
+ * file space sp and make the matching memory space; -1 on failure. */
+static hid_t select_rows(hid_t sp, const struct dv_reader_tensor *ts, int64_t row0,
+                         int64_t n_rows)
+{
+    hsize_t start[4] = {0}, count[4];
+    for (int i = 0; i < ts->n_dims; i++) count[i] = (hsize_t)ts->shape[i];
+    start[0] = (hsize_t)row0;
+    count[0] = (hsize_t)n_rows;
+    if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL) < 0) return -1;
+    return H5Screate_simple(ts->n_dims, count, NULL);
+}
+
+dv_status dv_reader_read_rows(const struct dv_reader *r, int p, int t, int type,
+                              int64_t row0, int64_t n_rows, void *out)
+{
+    if (p < 0 || p >= r->n_passes || t < 0 || t >= r->passes[p].n_tensors)
+        return dv_fail(DV_E_USAGE, "%s: no tensor %d of pass position %d", r->path, t, p);
     if (type != DV_TYPE_F32 && type != DV_TYPE_F64)
         return dv_fail(DV_E_USAGE, "%s: tensors are read as f32 or f64, not %s",
                        r->path, dv_type_name(type));
     const struct dv_reader_pass *ps = &r->passes[p];
     const struct dv_reader_tensor *ts = &ps->tensors[t];
+    if (row0 < 0 || n_rows < 1 || row0 > ts->shape[0] - n_rows)
+        return dv_fail(DV_E_USAGE, "%s: rows %lld..+%lld outside %s", r->path,
+                       (long long)row0, (long long)n_rows, ts->name);
+    bool whole = row0 == 0 && n_rows == ts->shape[0];
     char pass[24], dpath[128], why[160];
     dv_schema_pass_name(ps->index, pass);
     snprintf(dpath, sizeof dpath, "passes/%s/%s", pass, ts->name);
@@ -961,17 +986,23 @@ dv_status dv_reader_read(const struct dv_reader *r, int p, int t, int type, void
     dv_status s = DV_OK;
     hid_t d = H5Dopen2((hid_t)r->file, dpath, H5P_DEFAULT);
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hid_t msp = -1;
     if (sp < 0) {
         s = dv_fail(DV_E_INPUT, "%s: pass %s: cannot read %s (%s)", r->path, pass,
                     ts->name, dv_h5_reason(why, sizeof why));
     } else if (H5Sget_simple_extent_npoints(sp) != ts->n_elems) {
         s = dv_fail(DV_E_INPUT, "%s: pass %s: cannot read %s (its shape changed "
                     "since the file was opened)", r->path, pass, ts->name);
+    } else if (!whole && (msp = select_rows(sp, ts, row0, n_rows)) < 0) {
+        s = dv_fail(DV_E_INPUT, "%s: pass %s: cannot select rows of %s (%s)", r->path,
+                    pass, ts->name, dv_h5_reason(why, sizeof why));
     } else if (H5Dread(d, type == DV_TYPE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE,
-                       H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+                       whole ? H5S_ALL : msp, whole ? H5S_ALL : sp, H5P_DEFAULT,
+                       out) < 0) {
         s = dv_fail(DV_E_INPUT, "%s: pass %s: cannot read %s (%s)", r->path, pass,
                     ts->name, dv_h5_reason(why, sizeof why));
     }
+    if (msp >= 0) H5Sclose(msp);
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
     dv_h5_loud(&q);

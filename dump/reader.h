@@ -87,4 +87,10 @@ int dv_reader_find_tensor(const struct dv_reader *r, int p, const char *name);
 dv_status dv_reader_read(const struct dv_reader *r, int p, int t, int type,
                          void *out);
 
+/* The same for rows row0 .. row0 + n_rows - 1 of the outermost dimension
+ * (a row is shape[1] x shape[2] x ... elements), for reading a large
+ * tensor in pieces. DV_E_USAGE for rows outside the tensor. */
+dv_status dv_reader_read_rows(const struct dv_reader *r, int p, int t, int type,
+                              int64_t row0, int64_t n_rows, void *out);
+
 #endif
