@@ -8,6 +8,7 @@ int dv_cmd_info(int argc, char **argv);
 int dv_info_dump(const char *path);
 int dv_cmd_fixture(int argc, char **argv);
 int dv_cmd_import_llama2c(int argc, char **argv);
+int dv_cmd_compare(int argc, char **argv);
 int dv_cmd_logits(int argc, char **argv);
 
 #endif

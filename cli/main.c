@@ -19,8 +19,9 @@ static const struct {
     {"run", dv_cmd_run, "run a model's forward pass and print the top tokens"},
     {"info", dv_cmd_info, "describe a GGUF model or a dump: metadata, tensors"},
     {"fixture", dv_cmd_fixture, "write a deterministic fixture model as GGUF"},
-    {"logits", dv_cmd_logits, "top-k logit diff of a test dump against a reference"},
     {"import-llama2c", dv_cmd_import_llama2c, "convert a llama2.c export to GGUF"},
+    {"compare", dv_cmd_compare, "the first tensor where a test dump leaves a reference dump"},
+    {"logits", dv_cmd_logits, "top-k logit diff of a test dump against a reference"},
 };
 
 static void usage(FILE *f)

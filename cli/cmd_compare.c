@@ -1,0 +1,139 @@
+/*
+ * cmd_compare.c - `diverge compare TEST.h5 REF.h5`: the first place two
+ * dumps part ways, and whether the difference is f32 noise.
+ *
+ * Exit status: 0 agree, 1 diverged (or some passes could not be compared),
+ * 2 bad usage or input (also: the dumps have no tensor in common),
+ * 3 runtime error.
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "compare.h"
+#include "compare_report.h"
+#include "error.h"
+#include "outfile.h"
+#include "policy.h"
+#include "reader.h"
+#include "term.h"
+
+struct compare_opts {
+    const char *test, *ref, *oracle, *policy, *out;
+    bool json, all, print_policy;
+};
+
+static void compare_help(void)
+{
+    printf("usage: diverge compare TEST.h5 REF.h5 [--oracle ORACLE.h5] [--policy P.json]\n"
+           "                       [--format text|json] [--all] [-o FILE]\n"
+           "       diverge compare --print-policy\n\n"
+           "Line up two dumps tensor by tensor (pass by pass, in execution order),\n"
+           "measure each pair and name the first tensor where the test leaves the\n"
+           "reference.\n\n"
+           "  --oracle O.h5   a cpu-f64 dump of the reference's run: each tensor's\n"
+           "                  noise floor is the reference's own error against it, and\n"
+           "                  a tensor diverges when err(test, oracle) > m err(ref, oracle)\n"
+           "                  + floor (m, floor from the policy)\n"
+           "  --policy P      tolerance policy (JSON, diverge-policy(5)); default: the\n"
+           "                  built-in one (--print-policy shows it)\n"
+           "  --format F      text (default) or json (every tensor, for programs)\n"
+           "  --all           text: list every tensor, not only the per-layer worst\n"
+           "  -o FILE         write the report to FILE (complete or not at all)\n\n"
+           "Exit status: 0 agree, 1 diverged (or passes ran other tokens), 2 bad usage\n"
+           "or input (also: no tensor in common), 3 runtime error. Colours only on a\n"
+           "terminal and never with NO_COLOR set.\n");
+}
+
+/* 0 to go on, else the exit status (-1: help printed). */
+static int parse_compare_opts(int argc, char **argv, struct compare_opts *o)
+{
+    static const struct option opts[] = {
+        {"oracle", required_argument, 0, 'O'}, {"policy", required_argument, 0, 'p'},
+        {"format", required_argument, 0, 'f'}, {"all", no_argument, 0, 'a'},
+        {"print-policy", no_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *o = (struct compare_opts){0};
+    int c;
+    while ((c = getopt_long(argc, argv, "O:p:f:aPo:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'O': o->oracle = optarg; break;
+        case 'p': o->policy = optarg; break;
+        case 'f':
+            if (!strcmp(optarg, "json")) o->json = true;
+            else if (strcmp(optarg, "text"))
+                return dv_usage_error("compare", "unknown format '%s' (text, json)", optarg);
+            break;
+        case 'a': o->all = true; break;
+        case 'P': o->print_policy = true; break;
+        case 'o': o->out = optarg; break;
+        case 'h': compare_help(); return -1;
+        default: return dv_usage_error("compare", "bad option");
+        }
+    }
+    if (o->print_policy) return optind == argc ? 0
+        : dv_usage_error("compare", "--print-policy takes no files");
+    if (optind != argc - 2) return dv_usage_error("compare", "give TEST.h5 and REF.h5");
+    o->test = argv[optind];
+    o->ref = argv[optind + 1];
+    return 0;
+}
+
+static int exit_for(const struct dv_cmp_result *c)
+{
+    switch (dv_cmp_verdict(c)) {
+    case DV_VERDICT_AGREE: return DV_EXIT_OK;
+    case DV_VERDICT_DIVERGED: return DV_EXIT_DIVERGED;
+    default: return c->n_compared ? DV_EXIT_DIVERGED : DV_EXIT_USAGE;
+    }
+}
+
+static int run_compare(const struct compare_opts *o, struct dv_reader *rd[3],
+                       struct dv_policy **policy)
+{
+    dv_status s = o->policy ? dv_policy_load(o->policy, policy) : dv_policy_default(policy);
+    const char *paths[3] = {o->test, o->ref, o->oracle};
+    for (int i = 0; i < 3 && !s; i++)
+        if (paths[i]) s = dv_reader_open_isolated(paths[i], false, &rd[i]);
+    struct dv_cmp_result *c = NULL;
+    if (!s) s = dv_compare(rd[0], rd[1], rd[2], *policy, &c);
+    if (s) return dv_report(s);
+    if (!c->n_compared && !c->n_shape) {
+        char line[512];
+        dv_cmp_verdict_line(c, line, sizeof line);
+        fprintf(stderr, "diverge: %s and %s: %s\n", o->test, o->ref, line);
+        dv_cmp_free(c);
+        return DV_EXIT_USAGE;
+    }
+    struct dv_outfile out;
+    s = dv_outfile_open(o->out, &out);
+    if (!s) {
+        int rc = o->json ? dv_cmp_report_json(out.f, c)
+                         : dv_cmp_report_text(out.f, c, o->all, !o->out && dv_term_color(stdout));
+        s = dv_outfile_close(&out, rc == 0);
+        if (!s && rc) s = dv_fail(DV_E_IO, "cannot write the report");
+    }
+    int code = s ? dv_report(s) : exit_for(c);
+    dv_cmp_free(c);
+    return code;
+}
+
+int dv_cmd_compare(int argc, char **argv)
+{
+    struct compare_opts o;
+    int rc = parse_compare_opts(argc, argv, &o);
+    if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    if (o.print_policy) {
+        fputs(dv_policy_builtin_json(), stdout);
+        return DV_EXIT_OK;
+    }
+    struct dv_reader *rd[3] = {NULL, NULL, NULL};
+    struct dv_policy *policy = NULL;
+    rc = run_compare(&o, rd, &policy);
+    for (int i = 0; i < 3; i++) dv_reader_free(rd[i]);
+    dv_policy_free(policy);
+    return rc;
+}

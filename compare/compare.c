@@ -1,0 +1,559 @@
+/*
+ * compare.c - align two dumps (and an oracle), measure every common
+ * tensor in row blocks, judge it, and summarise by layer.
+ *
+ * The judging rules are in compare.h; this file is the plumbing: which
+ * rows exist, reading them block by block into three buffers, and the
+ * per-layer tables.
+ */
+#include "compare.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+#include "schema.h"
+#include "types.h"
+
+/* Elements per side read at once: 64 Ki elements (256 KiB of f32) keeps a
+ * block of the three sides in L2 while dv_metrics_add walks it. */
+#define BLOCK_ELEMS (64 * 1024)
+
+const char *dv_row_status_name(int s)
+{
+    static const char *const names[] = {"ok", "diverged", "shape", "missing", "extra",
+                                        "skipped"};
+    _Static_assert(sizeof names / sizeof names[0] == DV_ROW_STATUS_COUNT, "row names");
+    return s >= 0 && s < DV_ROW_STATUS_COUNT ? names[s] : "?";
+}
+
+const char *dv_pass_status_name(int s)
+{
+    static const char *const names[] = {"matched", "schedule", "tokens", "missing",
+                                        "extra"};
+    _Static_assert(sizeof names / sizeof names[0] == DV_PASS_STATUS_COUNT, "pass names");
+    return s >= 0 && s < DV_PASS_STATUS_COUNT ? names[s] : "?";
+}
+
+/* ---- growing arrays and buffers ---------------------------------------- */
+
+struct buf {
+    void *p;
+    size_t cap;
+};
+
+static dv_status buf_reserve(struct buf *b, size_t bytes)
+{
+    if (bytes <= b->cap) return DV_OK;
+    void *p = realloc(b->p, bytes);
+    if (!p) return dv_fail(DV_E_NOMEM, "out of memory (%zu bytes for a tensor block)", bytes);
+    b->p = p;
+    b->cap = bytes;
+    return DV_OK;
+}
+
+static struct dv_cmp_row *add_row(struct dv_cmp_result *c, int *cap)
+{
+    if (c->n_rows == *cap) {
+        int ncap = *cap ? *cap * 2 : 256;
+        struct dv_cmp_row *r = realloc(c->rows, (size_t)ncap * sizeof *r);
+        if (!r) return NULL;
+        c->rows = r;
+        *cap = ncap;
+    }
+    struct dv_cmp_row *w = &c->rows[c->n_rows++];
+    memset(w, 0, sizeof *w);
+    w->max_at.flat = w->bad_at.flat = -1;
+    return w;
+}
+
+/* ---- sides and passes ---------------------------------------------------- */
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+static void fill_side(struct dv_cmp_side *s, const struct dv_reader *r)
+{
+    copy_str(s->path, sizeof s->path, r->path);
+    copy_str(s->backend, sizeof s->backend, dv_reader_str(r, "backend"));
+    copy_str(s->device, sizeof s->device, dv_reader_str(r, "device"));
+    copy_str(s->model, sizeof s->model, dv_reader_str(r, "model_path"));
+    copy_str(s->model_sha256, sizeof s->model_sha256, dv_reader_str(r, "model_sha256"));
+    copy_str(s->inject, sizeof s->inject, dv_reader_str(r, "inject"));
+}
+
+/* The status of pass a (test) against pass b (reference). */
+static int pass_status(const struct dv_reader_pass *a, const struct dv_reader_pass *b,
+                       int64_t *first_diff)
+{
+    *first_diff = -1;
+    if (a->pos0 != b->pos0 || a->n_tokens != b->n_tokens) return DV_PASS_SCHEDULE;
+    for (int64_t t = 0; t < a->n_tokens; t++)
+        if (a->tokens[t] != b->tokens[t]) {
+            *first_diff = t;
+            return DV_PASS_TOKENS;
+        }
+    return DV_PASS_MATCHED;
+}
+
+/* The oracle must have run what the reference ran: same model (when both
+ * say), same layer count, and every pass they share the same schedule and
+ * tokens. */
+static dv_status check_oracle(const struct dv_reader *o, const struct dv_reader *ref)
+{
+    const char *so = dv_reader_str(o, "model_sha256"), *sr = dv_reader_str(ref, "model_sha256");
+    if (so[0] && sr[0] && strcmp(so, sr))
+        return dv_fail(DV_E_INPUT, "%s: the oracle ran another model than %s (model_sha256 "
+                       "differs)", o->path, ref->path);
+    if (o->cfg.n_layer != ref->cfg.n_layer)
+        return dv_fail(DV_E_INPUT, "%s: the oracle has %lld layers, %s has %lld", o->path,
+                       (long long)o->cfg.n_layer, ref->path, (long long)ref->cfg.n_layer);
+    for (int p = 0; p < ref->n_passes; p++) {
+        int q = dv_reader_find_pass(o, ref->passes[p].index);
+        int64_t diff;
+        if (q >= 0 && pass_status(&o->passes[q], &ref->passes[p], &diff) != DV_PASS_MATCHED)
+            return dv_fail(DV_E_INPUT, "%s: pass %lld of the oracle ran other tokens or "
+                           "another schedule than %s", o->path,
+                           (long long)ref->passes[p].index, ref->path);
+    }
+    return DV_OK;
+}
+
+static dv_status build_passes(struct dv_cmp_result *c, const struct dv_reader *test,
+                              const struct dv_reader *ref)
+{
+    c->passes = calloc((size_t)(test->n_passes + ref->n_passes) + 1, sizeof *c->passes);
+    if (!c->passes) return dv_fail(DV_E_NOMEM, "out of memory");
+    /* both pass lists are sorted by index: merge them */
+    int i = 0, j = 0;
+    while (i < test->n_passes || j < ref->n_passes) {
+        struct dv_cmp_pass *ps = &c->passes[c->n_passes++];
+        const struct dv_reader_pass *a = i < test->n_passes ? &test->passes[i] : NULL;
+        const struct dv_reader_pass *b = j < ref->n_passes ? &ref->passes[j] : NULL;
+        ps->first_token_diff = -1;
+        if (b && (!a || b->index < a->index)) {
+            *ps = (struct dv_cmp_pass){b->index, DV_PASS_MISSING, b->pos0, b->n_tokens,
+                                       -1, -1, -1};
+            j++;
+        } else if (!b || a->index < b->index) {
+            *ps = (struct dv_cmp_pass){a->index, DV_PASS_EXTRA, a->pos0, a->n_tokens,
+                                       a->pos0, a->n_tokens, -1};
+            i++;
+        } else {
+            ps->index = b->index;
+            ps->pos0 = b->pos0, ps->n_tokens = b->n_tokens;
+            ps->test_pos0 = a->pos0, ps->test_n_tokens = a->n_tokens;
+            ps->status = pass_status(a, b, &ps->first_token_diff);
+            i++, j++;
+        }
+        if (ps->status != DV_PASS_MATCHED) c->n_pass_mismatch++;
+    }
+    return DV_OK;
+}
+
+/* ---- where an element is ------------------------------------------------- */
+
+static void locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row *row,
+                   const struct dv_reader *ref, int64_t pos0)
+{
+    memset(w, 0, sizeof *w);
+    w->flat = flat;
+    w->n_dims = row->n_dims;
+    w->token = w->pos = w->head = w->col = w->key = -1;
+    if (flat < 0) return;
+    int64_t rest = flat;
+    for (int i = row->n_dims - 1; i >= 0; i--) {
+        w->index[i] = rest % row->shape[i];
+        rest /= row->shape[i];
+    }
+    struct dv_schema_tensor id;
+    if (!dv_schema_lookup(row->name, ref->cfg.n_layer, &id)) return;
+    const int64_t *ix = w->index;
+    switch (id.shape) {
+    case DV_SHAPE_TD:
+    case DV_SHAPE_TF:
+    case DV_SHAPE_TV:
+        w->token = ix[0], w->col = ix[1];
+        break;
+    case DV_SHAPE_THHD:
+    case DV_SHAPE_THKVHD:
+        w->token = ix[0], w->head = ix[1], w->col = ix[2];
+        break;
+    case DV_SHAPE_HTKV:
+        w->head = ix[0], w->token = ix[1], w->key = ix[2];
+        break;
+    case DV_SHAPE_THD: {
+        int64_t hd = ref->cfg.head_dim > 0 ? ref->cfg.head_dim : 1;
+        w->token = ix[0], w->head = ix[1] / hd, w->col = ix[1] % hd;
+        break;
+    }
+    default:
+        break;
+    }
+    if (w->token >= 0) w->pos = pos0 + w->token;
+}
+
+void dv_cmp_where_format(const struct dv_cmp_where *w, char *buf, int size)
+{
+    if (w->flat < 0) {
+        snprintf(buf, (size_t)size, "-");
+        return;
+    }
+    int n = 0;
+    if (w->token < 0) {
+        n += snprintf(buf + n, (size_t)size - n, "[");
+        for (int i = 0; i < w->n_dims && n < size; i++)
+            n += snprintf(buf + n, (size_t)size - n, "%s%lld", i ? ", " : "",
+                          (long long)w->index[i]);
+        if (n < size) snprintf(buf + n, (size_t)size - n, "]");
+        return;
+    }
+    char head[32] = "", key[32] = "", col[32] = "";
+    if (w->head >= 0) snprintf(head, sizeof head, "h=%lld, ", (long long)w->head);
+    if (w->key >= 0) snprintf(key, sizeof key, ", key=%lld", (long long)w->key);
+    if (w->col >= 0) snprintf(col, sizeof col, ", col=%lld", (long long)w->col);
+    /* kq rows are [head, token, key]: say it in that order */
+    if (w->key >= 0)
+        snprintf(buf, (size_t)size, "[%st=%lld (pos %lld)%s]", head, (long long)w->token,
+                 (long long)w->pos, key);
+    else if (w->head >= 0)
+        snprintf(buf, (size_t)size, "[t=%lld (pos %lld), %s%s]", (long long)w->token,
+                 (long long)w->pos, head[0] ? head : "", col + 2);
+    else
+        snprintf(buf, (size_t)size, "[t=%lld (pos %lld)%s]", (long long)w->token,
+                 (long long)w->pos, col);
+}
+
+/* ---- measuring one tensor ------------------------------------------------ */
+
+struct reader_ref {
+    const struct dv_reader *r;
+    int p, t;
+};
+
+static int read_type(const struct dv_reader_tensor *ts)
+{
+    return ts->stored_bytes == 8 ? DV_TYPE_F64 : DV_TYPE_F32;
+}
+
+static enum dv_metric_elem metric_elem(int type)
+{
+    return type == DV_TYPE_F64 ? DV_METRIC_F64 : DV_METRIC_F32;
+}
+
+/* Metrics of test vs ref, and of both against the oracle when o.r. */
+static dv_status measure(struct reader_ref a, struct reader_ref b, struct reader_ref o,
+                         const struct dv_metric_opts *opts, struct buf bufs[3],
+                         struct dv_metrics *ab, struct dv_metrics *ao,
+                         struct dv_metrics *bo, double *bytes)
+{
+    const struct dv_reader_tensor *ta = &a.r->passes[a.p].tensors[a.t];
+    const struct dv_reader_tensor *tb = &b.r->passes[b.p].tensors[b.t];
+    const struct dv_reader_tensor *to = o.r ? &o.r->passes[o.p].tensors[o.t] : NULL;
+    int type_a = read_type(ta), type_b = read_type(tb), type_o = to ? read_type(to) : 0;
+    int64_t rows = tb->shape[0], row_elems = tb->n_elems / rows;
+    int64_t block_rows = row_elems >= BLOCK_ELEMS ? 1 : BLOCK_ELEMS / row_elems;
+    size_t block_bytes = (size_t)(block_rows * row_elems) * 8;
+    dv_status s = DV_OK;
+    for (int i = 0; i < 3 && !s; i++) s = buf_reserve(&bufs[i], block_bytes);
+    dv_metrics_init(ab);
+    dv_metrics_init(ao);
+    dv_metrics_init(bo);
+    for (int64_t r0 = 0; r0 < rows && !s; r0 += block_rows) {
+        int64_t nr = rows - r0 < block_rows ? rows - r0 : block_rows;
+        int64_t n = nr * row_elems, base = r0 * row_elems;
+        s = dv_reader_read_rows(a.r, a.p, a.t, type_a, r0, nr, bufs[0].p);
+        if (!s) s = dv_reader_read_rows(b.r, b.p, b.t, type_b, r0, nr, bufs[1].p);
+        if (!s && to) s = dv_reader_read_rows(o.r, o.p, o.t, type_o, r0, nr, bufs[2].p);
+        if (s) break;
+        dv_metrics_add(ab, bufs[0].p, metric_elem(type_a), bufs[1].p, metric_elem(type_b),
+                       n, base, opts);
+        if (to) {
+            dv_metrics_add(ao, bufs[0].p, metric_elem(type_a), bufs[2].p,
+                           metric_elem(type_o), n, base, opts);
+            dv_metrics_add(bo, bufs[1].p, metric_elem(type_b), bufs[2].p,
+                           metric_elem(type_o), n, base, opts);
+        }
+    }
+    *bytes += (double)ta->n_elems * ta->stored_bytes + (double)tb->n_elems * tb->stored_bytes +
+              (to ? (double)to->n_elems * to->stored_bytes : 0);
+    return s;
+}
+
+/* ---- judging ------------------------------------------------------------- */
+
+/* value / limit for an upper limit: 0 when unchecked, +inf past a zero limit. */
+static double over(double value, double limit)
+{
+    if (isinf(limit)) return 0;
+    if (limit <= 0) return value > 0 ? INFINITY : 0;
+    return value / limit;
+}
+
+/* Raise w->ratio to r, naming the check in w->why when it becomes the worst. */
+static void consider(struct dv_cmp_row *w, double r, const char *fmt, double value,
+                     double limit)
+{
+    if (!(r > w->ratio)) return;
+    w->ratio = r;
+    snprintf(w->why, sizeof w->why, fmt, value, limit);
+}
+
+static void judge_fixed(struct dv_cmp_row *w)
+{
+    const struct dv_tolerance *t = &w->tol;
+    const struct dv_metrics *m = &w->m;
+    consider(w, over(dv_metrics_nmse(m), t->nmse), "nmse %.3g > %.3g", dv_metrics_nmse(m),
+             t->nmse);
+    consider(w, over(m->max_abs, t->max_abs), "max_abs %.3g > %.3g", m->max_abs, t->max_abs);
+    consider(w, over(m->max_rel, t->max_rel), "max_rel %.3g > %.3g", m->max_rel, t->max_rel);
+    consider(w, over((double)m->ulp_max, t->ulp), "ulp_max %.0f > %.0f", (double)m->ulp_max,
+             t->ulp);
+    double frac = m->n ? (double)m->viol / (double)m->n : 0;
+    consider(w, over(frac, t->violations), "violations %.3g > %.3g of the values", frac,
+             t->violations);
+    if (!isinf(t->cos)) {
+        double c = dv_metrics_cos(m);
+        consider(w, over(1 - c, 1 - t->cos), "cos %.9g < %.9g", c, t->cos);
+    }
+}
+
+static void judge_oracle(struct dv_cmp_row *w, const struct dv_metrics *ao,
+                         const struct dv_metrics *bo)
+{
+    w->has_oracle = true;
+    w->err_test = ao->bad_test ? INFINITY : dv_metrics_rel_rms(ao);
+    w->err_ref = dv_metrics_rel_rms(bo);
+    w->limit = w->tol.oracle_m * w->err_ref + w->tol.oracle_floor;
+    double r = over(w->err_test, w->limit);
+    consider(w, r, "err vs oracle %.3g > limit %.3g", w->err_test, w->limit);
+}
+
+/* Decide a measured row. NaN/Inf first, then the oracle rule or the
+ * fixed limits. */
+static void judge(struct dv_cmp_row *w, const struct dv_metrics *ao,
+                  const struct dv_metrics *bo, bool with_oracle)
+{
+    const struct dv_metrics *m = &w->m;
+    w->ratio = 0;
+    w->why[0] = 0;
+    if (with_oracle)
+        judge_oracle(w, ao, bo);
+    else
+        judge_fixed(w);
+    if (m->bad_ref && w->tol.nonfinite == DV_NONFINITE_ANY) {
+        w->ratio = INFINITY;
+        snprintf(w->why, sizeof w->why, "%lld reference NaN/Inf not reproduced by the test",
+                 (long long)m->bad_ref);
+    }
+    if (m->bad_test) {
+        w->ratio = INFINITY;
+        snprintf(w->why, sizeof w->why, "%lld NaN/Inf in the test where the reference is "
+                 "finite (%lld NaN, %lld Inf)", (long long)m->bad_test,
+                 (long long)m->nan_test, (long long)m->inf_test);
+    }
+    w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
+    if (w->ratio > 1 && w->tol.ignore) snprintf(w->why, sizeof w->why, "ignored by the policy");
+}
+
+/* ---- rows ---------------------------------------------------------------- */
+
+static void fill_row(struct dv_cmp_row *w, int pass, const struct dv_reader_tensor *ts, int status)
+{
+    w->pass = pass;
+    copy_str(w->name, sizeof w->name, ts->name);
+    w->layer = ts->layer;
+    copy_str(w->op, sizeof w->op, ts->op);
+    w->order = ts->order;
+    w->status = status;
+    w->n_dims = ts->n_dims;
+    memcpy(w->shape, ts->shape, sizeof w->shape);
+}
+
+static bool same_shape(const struct dv_reader_tensor *a, const struct dv_reader_tensor *b)
+{
+    if (a->n_dims != b->n_dims) return false;
+    for (int i = 0; i < a->n_dims; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+struct ctx {
+    struct dv_cmp_result *c;
+    const struct dv_reader *test, *ref, *oracle;
+    const struct dv_policy *policy;
+    struct buf bufs[3];
+    int cap;
+};
+
+/* Compare tensor tb (position t of reference pass p) with the test's. */
+static dv_status compare_tensor(struct ctx *x, int cp, int pa, int pb, int t)
+{
+    const struct dv_reader_tensor *tb = &x->ref->passes[pb].tensors[t];
+    struct dv_cmp_row *w = add_row(x->c, &x->cap);
+    if (!w) return dv_fail(DV_E_NOMEM, "out of memory");
+    fill_row(w, cp, tb, DV_ROW_MISSING);
+    int st = pa < 0 ? DV_PASS_MISSING : x->c->passes[cp].status;
+    if (st == DV_PASS_SCHEDULE || st == DV_PASS_TOKENS) w->status = DV_ROW_SKIPPED;
+    int ta = pa >= 0 && st == DV_PASS_MATCHED ? dv_reader_find_tensor(x->test, pa, tb->name) : -1;
+    if (ta < 0) return DV_OK;
+    const struct dv_reader_tensor *tta = &x->test->passes[pa].tensors[ta];
+    if (!same_shape(tta, tb)) {
+        w->status = DV_ROW_SHAPE;
+        w->test_n_dims = tta->n_dims;
+        memcpy(w->test_shape, tta->shape, sizeof w->test_shape);
+        w->ratio = INFINITY;
+        snprintf(w->why, sizeof w->why, "shape differs from the reference's");
+        return DV_OK;
+    }
+    dv_policy_lookup(x->policy, tb->name, tb->op, &w->tol);
+    struct reader_ref a = {x->test, pa, ta}, b = {x->ref, pb, t}, o = {NULL, -1, -1};
+    if (x->oracle) {
+        int po = dv_reader_find_pass(x->oracle, x->ref->passes[pb].index);
+        int to = po < 0 ? -1 : dv_reader_find_tensor(x->oracle, po, tb->name);
+        if (to >= 0 && same_shape(&x->oracle->passes[po].tensors[to], tb))
+            o = (struct reader_ref){x->oracle, po, to};
+    }
+    struct dv_metrics ao, bo;
+    dv_status s = measure(a, b, o, &w->tol.metric, x->bufs, &w->m, &ao, &bo, &x->c->bytes);
+    if (s) return s;
+    judge(w, &ao, &bo, o.r != NULL);
+    int64_t pos0 = x->ref->passes[pb].pos0;
+    if (w->m.n_used) locate(&w->max_at, w->m.max_abs_at, w, x->ref, pos0);
+    if (w->m.bad_test)
+        locate(&w->bad_at, w->m.bad_test_first, w, x->ref, pos0);
+    else if (w->m.bad_ref)
+        locate(&w->bad_at, w->m.bad_ref_first, w, x->ref, pos0);
+    return DV_OK;
+}
+
+static dv_status compare_pass(struct ctx *x, int cp)
+{
+    const struct dv_cmp_pass *ps = &x->c->passes[cp];
+    int pa = dv_reader_find_pass(x->test, ps->index), pb = dv_reader_find_pass(x->ref, ps->index);
+    dv_status s = DV_OK;
+    for (int t = 0; pb >= 0 && t < x->ref->passes[pb].n_tensors && !s; t++)
+        s = compare_tensor(x, cp, pa, pb, t);
+    /* the test's tensors the reference lacks, in the test's order */
+    for (int t = 0; pa >= 0 && t < x->test->passes[pa].n_tensors && !s; t++) {
+        const struct dv_reader_tensor *ta = &x->test->passes[pa].tensors[t];
+        if (pb >= 0 && dv_reader_find_tensor(x->ref, pb, ta->name) >= 0) continue;
+        struct dv_cmp_row *w = add_row(x->c, &x->cap);
+        if (!w) return dv_fail(DV_E_NOMEM, "out of memory");
+        fill_row(w, cp, ta, DV_ROW_EXTRA);
+    }
+    return s;
+}
+
+/* ---- summaries ----------------------------------------------------------- */
+
+static void count_rows(struct dv_cmp_result *c)
+{
+    c->first = c->worst = -1;
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        switch (w->status) {
+        case DV_ROW_OK: c->n_compared++; break;
+        case DV_ROW_DIVERGED: c->n_compared++, c->n_diverged++; break;
+        case DV_ROW_SHAPE: c->n_shape++; break;
+        case DV_ROW_MISSING: c->n_missing++; break;
+        case DV_ROW_EXTRA: c->n_extra++; break;
+        case DV_ROW_SKIPPED: c->n_skipped++; break;
+        }
+        bool diverged = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
+        if (diverged && c->first < 0) c->first = i;
+        bool compared = w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED;
+        if (compared && (c->worst < 0 || w->ratio > c->rows[c->worst].ratio)) c->worst = i;
+    }
+}
+
+static dv_status summarise_layers(struct dv_cmp_result *c, int n_layer)
+{
+    c->n_layers = n_layer + 1;
+    c->layers = calloc((size_t)c->n_layers, sizeof *c->layers);
+    if (!c->layers) return dv_fail(DV_E_NOMEM, "out of memory");
+    double *sum_b2 = calloc((size_t)c->n_layers * 3, sizeof *sum_b2);
+    if (!sum_b2) return dv_fail(DV_E_NOMEM, "out of memory");
+    double *sum_d2 = sum_b2 + c->n_layers, *n_used = sum_d2 + c->n_layers;
+    for (int l = 0; l < c->n_layers; l++) {
+        c->layers[l].layer = l < n_layer ? l : -1;
+        c->layers[l].worst = -1;
+    }
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        int l = w->layer >= 0 && w->layer < n_layer ? w->layer : n_layer;
+        struct dv_cmp_layer *ly = &c->layers[l];
+        bool diverged = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
+        bool compared = w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED;
+        if (i == c->first) ly->first_divergence = true;
+        if ((compared || diverged) && (ly->worst < 0 || w->ratio > c->rows[ly->worst].ratio))
+            ly->worst = i;
+        char out_name[64];
+        snprintf(out_name, sizeof out_name, "blk.%d.out", w->layer);
+        if (!compared || strcmp(w->name, out_name)) continue;
+        ly->has_growth = true;
+        sum_b2[l] += w->m.sum_b2, sum_d2[l] += w->m.sum_d2, n_used[l] += (double)w->m.n_used;
+        if (w->ratio > ly->growth_ratio) ly->growth_ratio = w->ratio;
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        if (n_used[l] > 0) {
+            c->layers[l].ref_rms = sqrt(sum_b2[l] / n_used[l]);
+            c->layers[l].diff_rms = sqrt(sum_d2[l] / n_used[l]);
+        }
+    free(sum_b2);
+    return DV_OK;
+}
+
+enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c)
+{
+    if (c->n_diverged || c->n_shape) return DV_VERDICT_DIVERGED;
+    if (!c->n_compared || c->n_skipped) return DV_VERDICT_INCOMPARABLE;
+    return DV_VERDICT_AGREE;
+}
+
+void dv_cmp_free(struct dv_cmp_result *c)
+{
+    if (!c) return;
+    free(c->passes);
+    free(c->rows);
+    free(c->layers);
+    free(c);
+}
+
+dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
+                     const struct dv_reader *oracle, const struct dv_policy *p,
+                     struct dv_cmp_result **out)
+{
+    *out = NULL;
+    if (oracle) {
+        dv_status s = check_oracle(oracle, ref);
+        if (s) return s;
+    }
+    struct dv_cmp_result *c = calloc(1, sizeof *c);
+    if (!c) return dv_fail(DV_E_NOMEM, "out of memory");
+    fill_side(&c->test, test);
+    fill_side(&c->ref, ref);
+    if (oracle) fill_side(&c->oracle, oracle);
+    c->has_oracle = oracle != NULL;
+    copy_str(c->policy, sizeof c->policy, dv_policy_source(p));
+    c->same_model = c->test.model_sha256[0] && !strcmp(c->test.model_sha256, c->ref.model_sha256);
+    struct ctx x = {c, test, ref, oracle, p, {{0}}, 0};
+    dv_status s = build_passes(c, test, ref);
+    for (int i = 0; i < c->n_passes && !s; i++) s = compare_pass(&x, i);
+    for (int i = 0; i < 3; i++) free(x.bufs[i].p);
+    if (!s) {
+        count_rows(c);
+        s = summarise_layers(c, ref->cfg.n_layer);
+    }
+    if (s) {
+        dv_cmp_free(c);
+        return s;
+    }
+    *out = c;
+    return DV_OK;
+}

@@ -1,0 +1,161 @@
+/*
+ * compare.h - line up two dumps tensor by tensor, measure each pair, judge
+ * it with the tolerance policy (and the oracle's noise floor), and find
+ * the first divergence.
+ *
+ * Alignment: passes by index, tensors by (pass, name), rows in the
+ * reference's execution order (the test's extra tensors after them). A
+ * pass whose schedule (pos0, n_tokens) or token ids differ, a tensor on
+ * one side only, or a shape mismatch is recorded on its row and counted;
+ * nothing aborts the comparison. Rows with a shape mismatch count as
+ * diverged (they cannot agree); rows of a pass that ran other tokens are
+ * not compared (the numbers would mean nothing) and make the result
+ * incomparable.
+ *
+ * With an oracle (a cpu-f64 dump of the same run as the reference) each
+ * row also gets err_test = rel_rms(test, oracle) and err_ref =
+ * rel_rms(ref, oracle) and diverges when err_test > oracle_m * err_ref +
+ * oracle_floor (the policy's), instead of by the fixed limits. Rows the
+ * oracle lacks fall back to the fixed limits.
+ *
+ * Every row gets a `ratio`: its figure over its limit (> 1 diverges).
+ * Fixed limits: the largest of nmse / limit, max_abs / limit, ... over
+ * the limits that are checked; oracle: err_test / (m err_ref + floor).
+ * NaN/Inf in the test where the reference is finite (and, with
+ * nonfinite "any", a reference NaN/Inf the test does not reproduce)
+ * always diverges, with ratio +inf.
+ */
+#ifndef DV_COMPARE_H
+#define DV_COMPARE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "policy.h"
+#include "reader.h"
+
+enum dv_row_status {
+    DV_ROW_OK,       /* compared, within tolerance (or ignored by policy) */
+    DV_ROW_DIVERGED, /* compared, out of tolerance */
+    DV_ROW_SHAPE,    /* shapes differ: not compared, counts as diverged */
+    DV_ROW_MISSING,  /* in the reference only */
+    DV_ROW_EXTRA,    /* in the test only */
+    DV_ROW_SKIPPED,  /* its pass ran other tokens or another schedule */
+    DV_ROW_STATUS_COUNT
+};
+const char *dv_row_status_name(int s);
+
+enum dv_pass_status {
+    DV_PASS_MATCHED,   /* same pos0, n_tokens and tokens */
+    DV_PASS_SCHEDULE,  /* pos0 or n_tokens differ */
+    DV_PASS_TOKENS,    /* same schedule, other token ids */
+    DV_PASS_MISSING,   /* in the reference only */
+    DV_PASS_EXTRA,     /* in the test only */
+    DV_PASS_STATUS_COUNT
+};
+const char *dv_pass_status_name(int s);
+
+struct dv_cmp_pass {
+    int64_t index;             /* the pass number of the dumps */
+    int status;                /* enum dv_pass_status */
+    int64_t pos0, n_tokens;    /* the reference's (the test's for EXTRA) */
+    int64_t test_pos0, test_n_tokens;
+    int64_t first_token_diff;  /* DV_PASS_TOKENS: first differing t */
+};
+
+/* Where an element sits, from its flat index and the tensor's table
+ * shape: token t of the pass (absolute position pos0 + t), head, column
+ * (within the head for per-head tensors) and key position (kq rows).
+ * Fields that do not apply are -1. */
+struct dv_cmp_where {
+    int64_t flat;
+    int n_dims;
+    int64_t index[4];          /* the multi-index */
+    int64_t token, pos, head, col, key;
+};
+
+struct dv_cmp_row {
+    int pass;                  /* position in dv_cmp_result.passes */
+    char name[64];
+    int layer;                 /* -1 outside layers */
+    char op[32];
+    int64_t order;             /* the reference's (the test's for EXTRA) */
+    int status;                /* enum dv_row_status */
+    int n_dims;
+    int64_t shape[4];          /* the reference's (the test's for EXTRA) */
+    int64_t test_shape[4];     /* DV_ROW_SHAPE: the test's */
+    int test_n_dims;
+    struct dv_tolerance tol;
+    struct dv_metrics m;       /* test vs reference (OK / DIVERGED rows) */
+    bool has_oracle;
+    double err_test, err_ref;  /* rel_rms against the oracle */
+    double limit;              /* oracle_m * err_ref + oracle_floor */
+    double ratio;              /* > 1: diverges (see above) */
+    char why[160];             /* DIVERGED: the failed check, e.g.
+                                  "nmse 3.1e-04 > 1e-06" */
+    struct dv_cmp_where max_at;   /* of max |a-b| (valid when m.n_used) */
+    struct dv_cmp_where bad_at;   /* first NaN/Inf fault (when counted) */
+};
+
+/* The layer summaries: the worst row of each layer (over all passes) and
+ * the residual stream's growth, measured on blk.L.out (the residual after
+ * the layer), its sums pooled over the compared passes. */
+struct dv_cmp_layer {
+    int layer;                 /* -1: output_norm, logits and others */
+    int worst;                 /* row index with the largest ratio, -1 */
+    bool first_divergence;     /* the first divergence is in this layer */
+    bool has_growth;           /* blk.L.out was compared */
+    double ref_rms, diff_rms;  /* sqrt(sum b^2 / n), sqrt(sum d^2 / n) */
+    double growth_ratio;       /* the largest ratio of blk.L.out's rows */
+};
+
+struct dv_cmp_side {
+    char path[4096];
+    char backend[64], device[256], model[4096], model_sha256[72], inject[64];
+};
+
+struct dv_cmp_result {
+    struct dv_cmp_side test, ref, oracle;
+    bool has_oracle;
+    char policy[4096];         /* dv_policy_source() */
+    int n_passes;
+    struct dv_cmp_pass *passes;
+    int n_rows;
+    struct dv_cmp_row *rows;   /* pass by pass, execution order */
+    int n_layers;              /* n_layer + 1 (the last for layer -1) */
+    struct dv_cmp_layer *layers;
+    int first;                 /* row of the first divergence, or -1 */
+    int worst;                 /* compared row with the largest ratio, -1 */
+    /* counts */
+    int64_t n_compared, n_diverged, n_shape, n_missing, n_extra, n_skipped;
+    int64_t n_pass_mismatch;   /* passes not MATCHED */
+    double bytes;              /* tensor bytes read from all dumps */
+    bool same_model;           /* both carry model_sha256 and they agree */
+};
+
+/* Verdicts, from the most to the least urgent. */
+enum dv_verdict {
+    DV_VERDICT_AGREE,        /* every compared row OK and something compared */
+    DV_VERDICT_DIVERGED,     /* some row DIVERGED or SHAPE */
+    DV_VERDICT_INCOMPARABLE, /* no row could be compared, or passes ran other tokens */
+    DV_VERDICT_COUNT
+};
+enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c);
+
+/* Compare test against ref (and the oracle, may be NULL) under policy p.
+ * Reads every common tensor once from each dump (row blocks, not whole
+ * tensors). The readers and the policy are borrowed. DV_E_INPUT when a
+ * tensor cannot be read, or when the oracle does not belong to the
+ * reference's run (other model, other pass schedule or tokens) or its
+ * n_layer differs. Free the result with dv_cmp_free(). */
+dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
+                     const struct dv_reader *oracle, const struct dv_policy *p,
+                     struct dv_cmp_result **out);
+void dv_cmp_free(struct dv_cmp_result *c);
+
+/* Format where `w` points for a row as "[t=3 (pos 9), h=2, col=17]" (or
+ * the multi-index for tensors outside the table). */
+void dv_cmp_where_format(const struct dv_cmp_where *w, char *buf, int size);
+
+#endif

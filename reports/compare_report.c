@@ -1,0 +1,454 @@
+/*
+ * compare_report.c - a comparison as text and as JSON.
+ *
+ * The text answers three questions in order: which dumps (header), where
+ * the numbers part (per-layer table with the first divergence marked),
+ * and whether the drift across layers is normal (growth table: the
+ * residual's difference next to its ratio to the noise floor). The JSON
+ * carries every row so that scripts never need the text.
+ */
+#include "compare_report.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "term.h"
+
+/* ---- shared phrases ------------------------------------------------------- */
+
+static const struct dv_cmp_pass *pass_of(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
+{
+    return &c->passes[w->pass];
+}
+
+/* "pass 1 (pos0 6, 5 tokens), layer 2, blk.2.kq (kq)" */
+static void row_title(const struct dv_cmp_result *c, const struct dv_cmp_row *w, char *buf,
+                      size_t size)
+{
+    const struct dv_cmp_pass *ps = pass_of(c, w);
+    char layer[32] = "";
+    if (w->layer >= 0) snprintf(layer, sizeof layer, "layer %d, ", w->layer);
+    snprintf(buf, size, "pass %lld (pos0 %lld, %lld token%s), %s%s (%s)", (long long)ps->index,
+             (long long)ps->pos0, (long long)ps->n_tokens, ps->n_tokens == 1 ? "" : "s", layer,
+             w->name, w->op);
+}
+
+void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
+{
+    char title[256];
+    switch (dv_cmp_verdict(c)) {
+    case DV_VERDICT_DIVERGED:
+        row_title(c, &c->rows[c->first], title, sizeof title);
+        snprintf(buf, (size_t)size, "DIVERGED at %s: %lld of %lld compared tensors past the "
+                 "policy%s", title, (long long)c->n_diverged,
+                 (long long)c->n_compared, c->n_shape ? ", some shapes differ" : "");
+        break;
+    case DV_VERDICT_INCOMPARABLE:
+        if (!c->n_compared)
+            snprintf(buf, (size_t)size, "incomparable: the dumps have no tensor in common "
+                     "(%lld passes differ)", (long long)c->n_pass_mismatch);
+        else
+            snprintf(buf, (size_t)size, "incomparable: %lld tensors agree, but %lld passes "
+                     "ran other tokens or another schedule", (long long)c->n_compared,
+                     (long long)c->n_pass_mismatch);
+        break;
+    default: {
+        const struct dv_cmp_row *w = &c->rows[c->worst];
+        snprintf(buf, (size_t)size, "agree: %lld tensors within %s (worst %.2f of the "
+                 "limit: pass %lld %s)", (long long)c->n_compared,
+                 c->has_oracle ? "the noise floor" : "the policy's limits", w->ratio,
+                 (long long)pass_of(c, w)->index, w->name);
+        break;
+    }
+    }
+}
+
+/* ---- text ------------------------------------------------------------------ */
+
+static void side_line(FILE *f, const char *label, const struct dv_cmp_side *s)
+{
+    fprintf(f, "%-8s %s: %s", label, s->path, s->backend[0] ? s->backend : "?");
+    if (s->device[0]) fprintf(f, " on %s", s->device);
+    if (s->inject[0]) fprintf(f, ", fault %s", s->inject);
+    fputc('\n', f);
+}
+
+static void header(FILE *f, const struct dv_cmp_result *c)
+{
+    side_line(f, "test", &c->test);
+    side_line(f, "ref", &c->ref);
+    if (c->has_oracle) side_line(f, "oracle", &c->oracle);
+    fprintf(f, "%-8s %s%s\n", "model", c->ref.model[0] ? c->ref.model : "?",
+            c->same_model ? " (both dumps)"
+                          : c->test.model_sha256[0] && c->ref.model_sha256[0]
+                                ? " (the test ran another model!)" : "");
+    if (c->has_oracle)
+        fprintf(f, "%-8s %s; a tensor diverges when err(test, oracle) > m err(ref, oracle) "
+                "+ floor\n", "policy", c->policy);
+    else
+        fprintf(f, "%-8s %s; fixed limits against the reference (--oracle gives a "
+                "noise floor)\n", "policy", c->policy);
+    fprintf(f, "%-8s", "passes");
+    for (int i = 0; i < c->n_passes; i++)
+        fprintf(f, "%s%lld:%lld+%lld", i ? ", " : " ", (long long)c->passes[i].index,
+                (long long)c->passes[i].pos0, (long long)c->passes[i].n_tokens);
+    fprintf(f, "  (index:pos0+tokens)\n");
+}
+
+static void alignment(FILE *f, const struct dv_cmp_result *c, bool all)
+{
+    for (int i = 0; i < c->n_passes; i++) {
+        const struct dv_cmp_pass *ps = &c->passes[i];
+        switch (ps->status) {
+        case DV_PASS_SCHEDULE:
+            fprintf(f, "pass %lld: schedule differs: test pos0 %lld, %lld tokens; reference "
+                    "pos0 %lld, %lld tokens (not compared)\n", (long long)ps->index,
+                    (long long)ps->test_pos0, (long long)ps->test_n_tokens,
+                    (long long)ps->pos0, (long long)ps->n_tokens);
+            break;
+        case DV_PASS_TOKENS:
+            fprintf(f, "pass %lld: token ids differ from t=%lld on (not compared)\n",
+                    (long long)ps->index, (long long)ps->first_token_diff);
+            break;
+        case DV_PASS_MISSING:
+            fprintf(f, "pass %lld: only in the reference\n", (long long)ps->index);
+            break;
+        case DV_PASS_EXTRA:
+            fprintf(f, "pass %lld: only in the test\n", (long long)ps->index);
+            break;
+        }
+    }
+    int shown = 0, hidden = 0;
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA && w->status != DV_ROW_SHAPE)
+            continue;
+        if (c->passes[w->pass].status == DV_PASS_MISSING || c->passes[w->pass].status == DV_PASS_EXTRA)
+            continue; /* said per pass above */
+        if (!all && shown == 10) {
+            hidden++;
+            continue;
+        }
+        shown++;
+        fprintf(f, "pass %lld %s: %s", (long long)c->passes[w->pass].index, w->name,
+                w->status == DV_ROW_MISSING ? "only in the reference\n"
+                : w->status == DV_ROW_EXTRA ? "only in the test\n" : "shape differs: test [");
+        if (w->status == DV_ROW_SHAPE) {
+            for (int d = 0; d < w->test_n_dims; d++)
+                fprintf(f, "%s%lld", d ? ", " : "", (long long)w->test_shape[d]);
+            fprintf(f, "], reference [");
+            for (int d = 0; d < w->n_dims; d++)
+                fprintf(f, "%s%lld", d ? ", " : "", (long long)w->shape[d]);
+            fprintf(f, "]\n");
+        }
+    }
+    if (hidden) fprintf(f, "... and %d more alignment problems (--all lists them)\n", hidden);
+    if (c->n_missing + c->n_extra + c->n_shape + c->n_skipped)
+        fprintf(f, "alignment: %lld compared, %lld only in the reference, %lld only in the "
+                "test, %lld shapes differ, %lld in passes not compared\n",
+                (long long)c->n_compared, (long long)c->n_missing, (long long)c->n_extra,
+                (long long)c->n_shape, (long long)c->n_skipped);
+}
+
+static void fmt_ratio(char *buf, size_t size, double r)
+{
+    if (isinf(r))
+        snprintf(buf, size, "inf");
+    else if (r >= 1000)
+        snprintf(buf, size, "%.3g", r);
+    else
+        snprintf(buf, size, "%.2f", r);
+}
+
+static void layer_table(FILE *f, const struct dv_cmp_result *c, bool color)
+{
+    fprintf(f, "\nper layer: the worst tensor over all passes (ratio: its figure over its "
+            "limit; > 1 diverges)\n");
+    fprintf(f, "%6s %5s  %-22s %10s %10s %13s %9s\n", "layer", "pass", "tensor", "nmse",
+            "max_abs", "cos", "ratio");
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct dv_cmp_layer *ly = &c->layers[l];
+        if (ly->worst < 0) continue;
+        const struct dv_cmp_row *w = &c->rows[ly->worst];
+        char layer[16], ratio[32];
+        if (ly->layer >= 0)
+            snprintf(layer, sizeof layer, "%d", ly->layer);
+        else
+            snprintf(layer, sizeof layer, "out");
+        fmt_ratio(ratio, sizeof ratio, w->ratio);
+        bool bad = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
+        char mark[96] = "";
+        if (ly->first_divergence && ly->worst == c->first)
+            snprintf(mark, sizeof mark, "  <- first divergence");
+        else if (ly->first_divergence)
+            snprintf(mark, sizeof mark, "  <- first divergence: pass %lld %s",
+                     (long long)pass_of(c, &c->rows[c->first])->index, c->rows[c->first].name);
+        fprintf(f, "%s%6s %5lld  %-22s %10.3g %10.3g %13.9f %9s%s%s\n", bad ? DV_TERM_RED(color) : "",
+                layer, (long long)pass_of(c, w)->index, w->name, dv_metrics_nmse(&w->m),
+                w->m.max_abs, dv_metrics_cos(&w->m), ratio, mark, bad ? DV_TERM_RESET(color) : "");
+    }
+}
+
+static void growth_table(FILE *f, const struct dv_cmp_result *c)
+{
+    double first = -1;
+    bool any = false;
+    for (int l = 0; l < c->n_layers; l++) any |= c->layers[l].has_growth;
+    if (!any) return;
+    fprintf(f, "\nresidual growth: blk.L.out over all passes (x L0: diff rms over the first "
+            "layer's)\n");
+    fprintf(f, "%6s %11s %11s %11s %9s %9s\n", "layer", "ref rms", "diff rms", "diff/ref",
+            "x L0", "ratio");
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct dv_cmp_layer *ly = &c->layers[l];
+        if (!ly->has_growth) continue;
+        if (first < 0) first = ly->diff_rms;
+        char ratio[32], grow[32];
+        fmt_ratio(ratio, sizeof ratio, ly->growth_ratio);
+        if (first > 0)
+            snprintf(grow, sizeof grow, "%.1f", ly->diff_rms / first);
+        else
+            snprintf(grow, sizeof grow, "-");
+        fprintf(f, "%6d %11.4g %11.4g %11.3g %9s %9s\n", ly->layer, ly->ref_rms, ly->diff_rms,
+                ly->ref_rms > 0 ? ly->diff_rms / ly->ref_rms : 0.0, grow, ratio);
+    }
+}
+
+static void row_line(FILE *f, const struct dv_cmp_result *c, const struct dv_cmp_row *w,
+                     bool color)
+{
+    char ratio[32], where[128];
+    fmt_ratio(ratio, sizeof ratio, w->ratio);
+    dv_cmp_where_format(&w->max_at, where, sizeof where);
+    bool bad = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
+    fprintf(f, "%s%4lld %-22s %-9s %-8s", bad ? DV_TERM_RED(color) : "",
+            (long long)pass_of(c, w)->index, w->name, w->op, dv_row_status_name(w->status));
+    if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
+        fprintf(f, " %10.3g %10.3g %13.9f %9s", dv_metrics_nmse(&w->m), w->m.max_abs,
+                dv_metrics_cos(&w->m), ratio);
+        if (w->has_oracle) fprintf(f, " %10.3g %10.3g", w->err_test, w->err_ref);
+        fprintf(f, " %s", where);
+    }
+    if (w->why[0]) fprintf(f, "  %s", w->why);
+    fprintf(f, "%s\n", bad ? DV_TERM_RESET(color) : "");
+}
+
+static void all_rows(FILE *f, const struct dv_cmp_result *c, bool color)
+{
+    fprintf(f, "\nevery tensor\n%4s %-22s %-9s %-8s %10s %10s %13s %9s", "pass", "tensor", "op",
+            "status", "nmse", "max_abs", "cos", "ratio");
+    if (c->has_oracle) fprintf(f, " %10s %10s", "err_test", "err_ref");
+    fprintf(f, " max_abs at\n");
+    for (int i = 0; i < c->n_rows; i++) row_line(f, c, &c->rows[i], color);
+}
+
+static void first_divergence(FILE *f, const struct dv_cmp_result *c)
+{
+    if (c->first < 0) return;
+    const struct dv_cmp_row *w = &c->rows[c->first];
+    char title[256], where[128];
+    row_title(c, w, title, sizeof title);
+    fprintf(f, "\nfirst divergence: %s\n  %s\n", title, w->why);
+    if (w->bad_at.flat >= 0) {
+        dv_cmp_where_format(&w->bad_at, where, sizeof where);
+        fprintf(f, "  first NaN/Inf at %s\n", where);
+    }
+    if (w->status == DV_ROW_DIVERGED && w->m.n_used) {
+        dv_cmp_where_format(&w->max_at, where, sizeof where);
+        fprintf(f, "  largest |test - ref| %.4g at %s; nmse %.3g, cos %.9f, max_rel %.3g, "
+                "ulp_max %llu, %lld of %lld values outside isclose\n", w->m.max_abs, where,
+                dv_metrics_nmse(&w->m), dv_metrics_cos(&w->m), w->m.max_rel,
+                (unsigned long long)w->m.ulp_max, (long long)w->m.viol, (long long)w->m.n);
+    }
+    if (w->has_oracle)
+        fprintf(f, "  err(test, oracle) %.3g, err(ref, oracle) %.3g, limit %.3g = %g x %.3g + "
+                "%.3g\n", w->err_test, w->err_ref, w->limit, w->tol.oracle_m, w->err_ref,
+                w->tol.oracle_floor);
+}
+
+int dv_cmp_report_text(FILE *f, const struct dv_cmp_result *c, bool all, bool color)
+{
+    header(f, c);
+    alignment(f, c, all);
+    layer_table(f, c, color);
+    growth_table(f, c);
+    if (all) all_rows(f, c, color);
+    first_divergence(f, c);
+    char verdict[512];
+    dv_cmp_verdict_line(c, verdict, sizeof verdict);
+    enum dv_verdict v = dv_cmp_verdict(c);
+    fprintf(f, "\n%s%s%s\n", v == DV_VERDICT_AGREE ? DV_TERM_GREEN(color) : DV_TERM_RED(color),
+            verdict, DV_TERM_RESET(color));
+    fflush(f);
+    return ferror(f) ? -1 : 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* A double as a JSON number, or "inf" / "-inf" / "nan". */
+static json_t *jnum(double v)
+{
+    if (isnan(v)) return json_string("nan");
+    if (isinf(v)) return json_string(v > 0 ? "inf" : "-inf");
+    return json_real(v);
+}
+
+static json_t *jint(int64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+static json_t *jshape(int n, const int64_t *shape)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, jint(shape[i]));
+    return a;
+}
+
+static json_t *jwhere(const struct dv_cmp_where *w)
+{
+    if (w->flat < 0) return json_null();
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "flat", jint(w->flat), "index",
+                     jshape(w->n_dims, w->index), "token", jint(w->token), "pos", jint(w->pos),
+                     "head", jint(w->head), "col", jint(w->col), "key", jint(w->key));
+}
+
+static json_t *jside(const struct dv_cmp_side *s)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path, "backend", s->backend,
+                     "device", s->device, "model", s->model, "model_sha256", s->model_sha256,
+                     "inject", s->inject);
+}
+
+static json_t *jmetrics(const struct dv_metrics *m)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "n", jint(m->n));
+    json_object_set_new(o, "n_used", jint(m->n_used));
+    json_object_set_new(o, "rmse", jnum(dv_metrics_rmse(m)));
+    json_object_set_new(o, "nmse", jnum(dv_metrics_nmse(m)));
+    json_object_set_new(o, "cos", jnum(dv_metrics_cos(m)));
+    json_object_set_new(o, "sqnr_db", jnum(dv_metrics_sqnr_db(m)));
+    json_object_set_new(o, "max_abs", jnum(m->max_abs));
+    json_object_set_new(o, "max_abs_flat", jint(m->max_abs_at));
+    json_object_set_new(o, "max_rel", jnum(m->max_rel));
+    json_object_set_new(o, "max_rel_flat", jint(m->max_rel_at));
+    json_object_set_new(o, "ulp_max", json_integer((json_int_t)m->ulp_max));
+    json_object_set_new(o, "ulp_max_flat", jint(m->ulp_max_at));
+    json_object_set_new(o, "violations", jint(m->viol));
+    json_object_set_new(o, "violations_first", jint(m->viol_first));
+    json_object_set_new(o, "nan_test", jint(m->nan_test));
+    json_object_set_new(o, "nan_ref", jint(m->nan_ref));
+    json_object_set_new(o, "inf_test", jint(m->inf_test));
+    json_object_set_new(o, "inf_ref", jint(m->inf_ref));
+    json_object_set_new(o, "nan_test_first", jint(m->nan_test_first));
+    json_object_set_new(o, "nan_ref_first", jint(m->nan_ref_first));
+    json_object_set_new(o, "inf_test_first", jint(m->inf_test_first));
+    json_object_set_new(o, "inf_ref_first", jint(m->inf_ref_first));
+    json_object_set_new(o, "bad_test", jint(m->bad_test));
+    json_object_set_new(o, "bad_test_first", jint(m->bad_test_first));
+    json_object_set_new(o, "bad_ref", jint(m->bad_ref));
+    json_object_set_new(o, "bad_ref_first", jint(m->bad_ref_first));
+    return o;
+}
+
+static json_t *jtolerance(const struct dv_tolerance *t)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b}",
+                     "nmse", jnum(t->nmse), "max_abs", jnum(t->max_abs), "max_rel",
+                     jnum(t->max_rel), "ulp", jnum(t->ulp), "violations", jnum(t->violations),
+                     "cos", jnum(t->cos), "atol", jnum(t->metric.atol), "rtol",
+                     jnum(t->metric.rtol), "rel_eps", jnum(t->metric.rel_eps), "oracle_m",
+                     jnum(t->oracle_m), "oracle_floor", jnum(t->oracle_floor), "nonfinite",
+                     dv_nonfinite_rule_name(t->nonfinite), "ignore", t->ignore);
+}
+
+static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
+{
+    const struct dv_cmp_pass *ps = pass_of(c, w);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:i, s:s, s:I, s:s, s:o}", "pass",
+                          (json_int_t)ps->index, "pos0", (json_int_t)ps->pos0, "n_tokens",
+                          (json_int_t)ps->n_tokens, "name", w->name, "layer", w->layer, "op",
+                          w->op, "order", (json_int_t)w->order, "status",
+                          dv_row_status_name(w->status), "shape", jshape(w->n_dims, w->shape));
+    if (w->status == DV_ROW_SHAPE)
+        json_object_set_new(o, "test_shape", jshape(w->test_n_dims, w->test_shape));
+    if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
+        json_object_set_new(o, "metrics", jmetrics(&w->m));
+        json_object_set_new(o, "max_abs_at", jwhere(&w->max_at));
+        json_object_set_new(o, "nonfinite_at", jwhere(&w->bad_at));
+        json_object_set_new(o, "tolerance", jtolerance(&w->tol));
+        json_object_set_new(o, "oracle", w->has_oracle
+            ? json_pack("{s:o, s:o, s:o}", "err_test", jnum(w->err_test), "err_ref",
+                        jnum(w->err_ref), "limit", jnum(w->limit))
+            : json_null());
+    }
+    if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA && w->status != DV_ROW_SKIPPED)
+        json_object_set_new(o, "ratio", jnum(w->ratio));
+    json_object_set_new(o, "why", json_string(w->why));
+    return o;
+}
+
+static json_t *jpasses(const struct dv_cmp_result *c)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < c->n_passes; i++) {
+        const struct dv_cmp_pass *p = &c->passes[i];
+        json_array_append_new(a, json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "index",
+            (json_int_t)p->index, "status", dv_pass_status_name(p->status), "pos0",
+            (json_int_t)p->pos0, "n_tokens", (json_int_t)p->n_tokens, "test_pos0",
+            (json_int_t)p->test_pos0, "test_n_tokens", (json_int_t)p->test_n_tokens,
+            "first_token_diff", (json_int_t)p->first_token_diff));
+    }
+    return a;
+}
+
+static json_t *jlayers(const struct dv_cmp_result *c)
+{
+    json_t *a = json_array();
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct dv_cmp_layer *ly = &c->layers[l];
+        if (ly->worst < 0 && !ly->has_growth) continue;
+        json_t *o = json_pack("{s:i, s:b}", "layer", ly->layer, "first_divergence",
+                              ly->first_divergence);
+        json_object_set_new(o, "worst", ly->worst < 0 ? json_null() : json_pack(
+            "{s:i, s:s}", "row", ly->worst, "name", c->rows[ly->worst].name));
+        json_object_set_new(o, "growth", !ly->has_growth ? json_null() : json_pack(
+            "{s:o, s:o, s:o}", "ref_rms", jnum(ly->ref_rms), "diff_rms", jnum(ly->diff_rms),
+            "ratio", jnum(ly->growth_ratio)));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+int dv_cmp_report_json(FILE *f, const struct dv_cmp_result *c)
+{
+    static const char *const verdicts[] = {"agree", "diverged", "incomparable"};
+    char line[512];
+    dv_cmp_verdict_line(c, line, sizeof line);
+    json_t *rows = json_array();
+    for (int i = 0; i < c->n_rows; i++) json_array_append_new(rows, jrow(c, &c->rows[i]));
+    json_t *root = json_pack("{s:s, s:i, s:o, s:o, s:o, s:s}", "schema", "diverge-compare",
+                             "version", 1, "test", jside(&c->test), "ref", jside(&c->ref),
+                             "oracle", c->has_oracle ? jside(&c->oracle) : json_null(),
+                             "policy", c->policy);
+    json_object_set_new(root, "passes", jpasses(c));
+    json_object_set_new(root, "tensors", rows);
+    json_object_set_new(root, "layers", jlayers(c));
+    json_object_set_new(root, "first_divergence", c->first < 0 ? json_null()
+                                                  : json_integer(c->first));
+    json_object_set_new(root, "worst", c->worst < 0 ? json_null() : json_integer(c->worst));
+    json_object_set_new(root, "summary", json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "compared", (json_int_t)c->n_compared,
+        "diverged", (json_int_t)c->n_diverged, "shape", (json_int_t)c->n_shape, "missing",
+        (json_int_t)c->n_missing, "extra", (json_int_t)c->n_extra, "skipped",
+        (json_int_t)c->n_skipped, "pass_mismatches", (json_int_t)c->n_pass_mismatch));
+    json_object_set_new(root, "verdict", json_string(verdicts[dv_cmp_verdict(c)]));
+    json_object_set_new(root, "verdict_line", json_string(line));
+    int rc = json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    fputc('\n', f);
+    fflush(f);
+    return rc || ferror(f) ? -1 : 0;
+}

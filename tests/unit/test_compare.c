@@ -1,0 +1,411 @@
+/*
+ * test_compare.c - alignment, judging and first divergence on real dumps.
+ *
+ * A clean reference dump of the tiny-f32 fixture (cpu, schedule 3,2,1
+ * over 6 tokens) and its cpu-f64 oracle are made once. Each test copies
+ * the reference through the public dump API, changing one tensor at one
+ * pass (scale a row, swap two heads, add noise of a set size, one NaN) or
+ * the structure (drop, add, reshape a tensor, other tokens), and checks
+ * that compare names exactly that tensor, pass and position, and nothing
+ * when the change is below the policy.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "compare.h"
+#include "diverge.h"
+#include "dump.h"
+#include "engine.h"
+#include "fixture.h"
+#include "model.h"
+#include "policy.h"
+#include "reader.h"
+#include "../common/testutil.h"
+#include "types.h"
+
+static const int32_t toks[] = {1, 5, 9, 13, 17, 21};
+static const int sched[] = {3, 2, 1};
+#define N_PASS 3
+
+static char ref_path[4096], oracle_path[4096];
+
+/* Run the fixture on `backend` into a dump at path. */
+static void make_dump(const char *model, int backend, const char *path)
+{
+    struct dv_model *m;
+    assert_int_equal(dv_model_open(model, &m), DV_OK);
+    struct dv_engine_opts o = {.n_ctx = 6, .n_batch = 3, .inject_layer = -1};
+    struct dv_engine *e;
+    assert_int_equal(dv_engine_open(m, backend, &o, &e), DV_OK);
+    struct dv_dump_filter f = {0};
+    struct dv_dump_sink sink = {.filter = &f};
+    unsigned flags = backend == DV_BACKEND_CPU_F64 ? DV_DUMP_FLOAT64 : 0;
+    assert_int_equal(dv_dump_create(path, dv_backend_name(backend), flags, &sink.dump), DV_OK);
+    assert_int_equal(dv_dump_describe(sink.dump, m, "test", "test", ""), DV_OK);
+    struct dv_hook h = dv_dump_hook(&sink);
+    for (int i = 0, pos = 0; i < N_PASS; pos += sched[i++])
+        assert_int_equal(dv_engine_forward(e, toks + pos, sched[i], pos, &h), DV_OK);
+    assert_int_equal(dv_dump_close(sink.dump, 1), DV_OK);
+    dv_engine_free(e);
+    dv_model_free(m);
+}
+
+static int setup(void **state)
+{
+    tu_group_setup(state);
+    char model[4096];
+    snprintf(model, sizeof model, "%s", tu_path(tu_tmp, "tiny-f32.gguf"));
+    if (dv_fixture_write("tiny-f32", model)) return -1;
+    snprintf(ref_path, sizeof ref_path, "%s", tu_path(tu_tmp, "ref.h5"));
+    snprintf(oracle_path, sizeof oracle_path, "%s", tu_path(tu_tmp, "oracle.h5"));
+    make_dump(model, DV_BACKEND_CPU, ref_path);
+    make_dump(model, DV_BACKEND_CPU_F64, oracle_path);
+    return 0;
+}
+
+/* ---- copying a dump with one change ------------------------------------ */
+
+/* What to change: the tensor `name` of pass `pass` goes through `edit`
+ * (NULL: unchanged); drop it, or give it another shape; add a tensor
+ * named `extra`; change token 0 of pass `pass`. */
+struct change {
+    int pass;
+    const char *name;
+    void (*edit)(float *x, const struct dv_reader_tensor *t, void *arg);
+    void *arg;
+    bool drop, retoken;
+    const char *extra; /* a probe of 3 values, [3] or (extra_2d) [1, 3] */
+    bool extra_2d;
+};
+
+static void copy_attrs(const struct dv_reader *r, dv_dump *d)
+{
+    static const char *const reserved[] = {"schema", "schema_version", "tool_version",
+                                           "created_utc", "backend"};
+    for (int i = 0; i < r->n_attrs; i++) {
+        const struct dv_reader_attr *a = &r->attrs[i];
+        bool skip = false;
+        for (size_t k = 0; k < sizeof reserved / sizeof reserved[0]; k++)
+            skip |= !strcmp(a->key, reserved[k]);
+        if (skip) continue;
+        dv_status s = a->kind == DV_ATTR_STR ? dv_dump_set_str(d, a->key, a->str)
+                      : a->kind == DV_ATTR_INT ? dv_dump_set_int(d, a->key, a->i)
+                                               : dv_dump_set_real(d, a->key, a->r);
+        assert_int_equal(s, DV_OK);
+    }
+}
+
+static void copy_tensor(const struct dv_reader *r, dv_dump *d, int p, int t,
+                        const struct change *ch)
+{
+    const struct dv_reader_tensor *ts = &r->passes[p].tensors[t];
+    bool target = r->passes[p].index == ch->pass && ch->name && !strcmp(ts->name, ch->name);
+    if (target && ch->drop) return;
+    float *x = malloc((size_t)ts->n_elems * sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(dv_reader_read(r, p, t, DV_TYPE_F32, x), DV_OK);
+    if (target && ch->edit) ch->edit(x, ts, ch->arg);
+    assert_int_equal(dv_dump_write(d, ts->name, ts->layer, ts->op, ts->order, ts->n_dims,
+                                   ts->shape, DV_DUMP_F32, x), DV_OK);
+    free(x);
+}
+
+static const char *copy_dump(const char *name, const struct change *ch)
+{
+    static char out[4096];
+    snprintf(out, sizeof out, "%s", tu_path(tu_tmp, name));
+    struct dv_reader *r;
+    assert_int_equal(dv_reader_open(ref_path, &r), DV_OK);
+    dv_dump *d;
+    assert_int_equal(dv_dump_create(out, "copy", 0, &d), DV_OK);
+    copy_attrs(r, d);
+    for (int p = 0; p < r->n_passes; p++) {
+        const struct dv_reader_pass *ps = &r->passes[p];
+        int32_t tk[16];
+        memcpy(tk, ps->tokens, (size_t)ps->n_tokens * sizeof *tk);
+        if (ch->retoken && ps->index == ch->pass) tk[0] += 1;
+        assert_int_equal(dv_dump_begin_pass(d, ps->index, ps->pos0, ps->n_tokens, tk), DV_OK);
+        for (int t = 0; t < ps->n_tensors; t++) copy_tensor(r, d, p, t, ch);
+        if (ch->extra && ps->index == ch->pass) {
+            float v[3] = {1, 2, 3};
+            int64_t shape[2] = {3, 0};
+            if (ch->extra_2d) shape[0] = 1, shape[1] = 3;
+            assert_int_equal(dv_dump_write(d, ch->extra, -1, "view", -1, ch->extra_2d ? 2 : 1,
+                                           shape, DV_DUMP_F32, v), DV_OK);
+        }
+    }
+    assert_int_equal(dv_dump_close(d, 1), DV_OK);
+    dv_reader_free(r);
+    return out;
+}
+
+/* Compare two dumps under the built-in policy (oracle may be NULL). */
+static struct dv_cmp_result *compare_paths(const char *test_path, const char *ref,
+                                           const char *oracle)
+{
+    struct dv_reader *a, *b, *o = NULL;
+    assert_int_equal(dv_reader_open(test_path, &a), DV_OK);
+    assert_int_equal(dv_reader_open(ref, &b), DV_OK);
+    if (oracle) assert_int_equal(dv_reader_open(oracle, &o), DV_OK);
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    struct dv_cmp_result *c;
+    assert_int_equal(dv_compare(a, b, o, p, &c), DV_OK);
+    dv_policy_free(p);
+    dv_reader_free(a);
+    dv_reader_free(b);
+    dv_reader_free(o);
+    return c;
+}
+
+/* Compare test_path with the reference (and the oracle when asked). */
+static struct dv_cmp_result *compare(const char *test_path, bool with_oracle)
+{
+    return compare_paths(test_path, ref_path, with_oracle ? oracle_path : NULL);
+}
+
+/* The first divergence is tensor `name` of pass `pass`, and it is the
+ * only diverged row. */
+static const struct dv_cmp_row *expect_first(const struct dv_cmp_result *c, int64_t pass,
+                                             const char *name)
+{
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    assert_true(c->first >= 0);
+    const struct dv_cmp_row *w = &c->rows[c->first];
+    assert_string_equal(w->name, name);
+    assert_int_equal(c->passes[w->pass].index, pass);
+    assert_int_equal(c->n_diverged, 1);
+    return w;
+}
+
+/* ---- edits ----------------------------------------------------------------- */
+
+static void scale_row(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    int64_t row = *(int64_t *)arg, n = t->n_elems / t->shape[0];
+    for (int64_t i = 0; i < n; i++) x[row * n + i] *= 1.01f;
+}
+
+/* Swap heads 0 and 1 of a [T, H, hd] tensor. */
+static void swap_heads(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    int64_t H = t->shape[1], hd = t->shape[2];
+    for (int64_t tok = 0; tok < t->shape[0]; tok++)
+        for (int64_t c = 0; c < hd; c++) {
+            float *a = &x[(tok * H + 0) * hd + c], *b = &x[(tok * H + 1) * hd + c], v = *a;
+            *a = *b;
+            *b = v;
+        }
+}
+
+/* Add Gaussian noise of relative RMS *arg (of the tensor's RMS), seeded. */
+static void add_noise(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    double rel = *(double *)arg, s2 = 0;
+    for (int64_t i = 0; i < t->n_elems; i++) s2 += (double)x[i] * x[i];
+    double sigma = rel * sqrt(s2 / (double)t->n_elems);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 1234);
+    for (int64_t i = 0; i < t->n_elems; i++) x[i] += (float)gsl_ran_gaussian(rng, sigma);
+    gsl_rng_free(rng);
+}
+
+static void put_nan(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    x[*(int64_t *)arg] = NAN;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_identical_copy_agrees(void **state)
+{
+    struct change ch = {.pass = -1};
+    struct dv_cmp_result *c = compare(copy_dump("same.h5", &ch), false);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
+    assert_int_equal(c->n_diverged, 0);
+    assert_int_equal(c->n_missing + c->n_extra + c->n_shape + c->n_skipped, 0);
+    /* 3 passes x (2 layers x 18 + output_norm + logits) */
+    assert_int_equal(c->n_compared, 3 * (2 * 18 + 2));
+    assert_true(c->rows[c->worst].ratio == 0); /* bit-identical copy */
+    assert_int_equal(c->first, -1);
+    dv_cmp_free(c);
+}
+
+static void test_scaled_row(void **state)
+{
+    int64_t row = 1;
+    struct change ch = {.pass = 1, .name = "blk.1.q", .edit = scale_row, .arg = &row};
+    struct dv_cmp_result *c = compare(copy_dump("scale.h5", &ch), false);
+    const struct dv_cmp_row *w = expect_first(c, 1, "blk.1.q");
+    assert_int_equal(w->layer, 1);
+    assert_int_equal(w->max_at.token, 1);
+    assert_int_equal(w->max_at.pos, 3 + 1); /* pass 1 starts at pos0 3 */
+    assert_true(c->layers[1].first_divergence);
+    dv_cmp_free(c);
+}
+
+static void test_swapped_heads(void **state)
+{
+    struct change ch = {.pass = 0, .name = "blk.0.k_rope", .edit = swap_heads};
+    struct dv_cmp_result *c = compare(copy_dump("swap.h5", &ch), true);
+    const struct dv_cmp_row *w = expect_first(c, 0, "blk.0.k_rope");
+    assert_true(w->has_oracle);
+    assert_true(w->max_at.head == 0 || w->max_at.head == 1);
+    assert_true(w->ratio > 1000);
+    dv_cmp_free(c);
+}
+
+static void test_noise_above_and_below_the_floor(void **state)
+{
+    /* relative RMS 1e-4: nmse 1e-8, under the fixed nmse limit 1e-6, but
+     * ~100x the oracle's floor for an f32 tensor (err(ref, oracle) is a
+     * few 1e-8 here, the limit 2 err + 2^-20 about 1e-6) */
+    double big = 1e-4;
+    struct change ch = {.pass = 2, .name = "blk.0.ffn_up", .edit = add_noise, .arg = &big};
+    const char *path = copy_dump("noise.h5", &ch);
+    struct dv_cmp_result *c = compare(path, true);
+    const struct dv_cmp_row *w = expect_first(c, 2, "blk.0.ffn_up");
+    assert_true(w->err_test > w->limit);
+    dv_cmp_free(c);
+    c = compare(path, false);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE); /* below the fixed limit */
+    dv_cmp_free(c);
+    /* relative RMS 1e-8: below f32 resolution of most values, far below
+     * the floor: nothing diverges, with or without the oracle */
+    double small = 1e-8;
+    ch.arg = &small;
+    path = copy_dump("quiet.h5", &ch);
+    c = compare(path, true);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
+    dv_cmp_free(c);
+    /* relative RMS 1e-2: nmse 1e-4, past the fixed limit too */
+    double loud = 1e-2;
+    ch.arg = &loud;
+    c = compare(copy_dump("loud.h5", &ch), false);
+    expect_first(c, 2, "blk.0.ffn_up");
+    dv_cmp_free(c);
+}
+
+static void test_one_nan(void **state)
+{
+    int64_t at = 7; /* logits [1, V]: token 0, column 7 */
+    struct change ch = {.pass = 2, .name = "logits", .edit = put_nan, .arg = &at};
+    struct dv_cmp_result *c = compare(copy_dump("nan.h5", &ch), false);
+    const struct dv_cmp_row *w = expect_first(c, 2, "logits");
+    assert_true(isinf(w->ratio));
+    assert_int_equal(w->m.bad_test, 1);
+    assert_int_equal(w->bad_at.flat, 7);
+    assert_int_equal(w->bad_at.token, 0);
+    assert_int_equal(w->bad_at.col, 7);
+    assert_int_equal(w->bad_at.pos, 5);
+    assert_int_equal(w->layer, -1);
+    assert_true(c->layers[c->n_layers - 1].first_divergence);
+    dv_cmp_free(c);
+}
+
+static void test_missing_extra_and_shape(void **state)
+{
+    struct change drop = {.pass = 1, .name = "blk.0.v", .drop = true, .extra = "my.probe"};
+    struct dv_cmp_result *c = compare(copy_dump("drop.h5", &drop), false);
+    assert_int_equal(c->n_missing, 1);
+    assert_int_equal(c->n_extra, 1);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE); /* the rest agrees */
+    bool seen_missing = false, seen_extra = false;
+    for (int i = 0; i < c->n_rows; i++) {
+        seen_missing |= c->rows[i].status == DV_ROW_MISSING && !strcmp(c->rows[i].name, "blk.0.v");
+        seen_extra |= c->rows[i].status == DV_ROW_EXTRA && !strcmp(c->rows[i].name, "my.probe");
+    }
+    assert_true(seen_missing && seen_extra);
+    dv_cmp_free(c);
+
+    /* a name outside the table may have any shape: the same probe as
+     * [3] in one dump and [1, 3] in the other cannot be compared */
+    struct change flat = {.pass = 0, .extra = "my.probe"};
+    struct change row = {.pass = 0, .extra = "my.probe", .extra_2d = true};
+    char flat_path[4096];
+    snprintf(flat_path, sizeof flat_path, "%s", copy_dump("probe1.h5", &flat));
+    c = compare_paths(copy_dump("probe2.h5", &row), flat_path, NULL);
+    assert_int_equal(c->n_shape, 1);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    const struct dv_cmp_row *w = &c->rows[c->first];
+    assert_string_equal(w->name, "my.probe");
+    assert_int_equal(w->status, DV_ROW_SHAPE);
+    assert_int_equal(w->test_n_dims, 2);
+    assert_int_equal(w->n_dims, 1);
+    dv_cmp_free(c);
+}
+
+static void test_other_tokens_are_not_compared(void **state)
+{
+    struct change ch = {.pass = 1, .retoken = true};
+    struct dv_cmp_result *c = compare(copy_dump("tokens.h5", &ch), false);
+    assert_int_equal(c->passes[1].status, DV_PASS_TOKENS);
+    assert_int_equal(c->passes[1].first_token_diff, 0);
+    assert_int_equal(c->n_pass_mismatch, 1);
+    assert_int_equal(c->n_skipped, 2 * 18 + 2);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_INCOMPARABLE);
+    dv_cmp_free(c);
+}
+
+static void test_oracle_of_another_run_is_refused(void **state)
+{
+    struct change ch = {.pass = 0, .retoken = true};
+    const char *other = copy_dump("other-run.h5", &ch);
+    struct dv_reader *a, *b, *o;
+    assert_int_equal(dv_reader_open(ref_path, &a), DV_OK);
+    assert_int_equal(dv_reader_open(ref_path, &b), DV_OK);
+    assert_int_equal(dv_reader_open(other, &o), DV_OK);
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    struct dv_cmp_result *c = NULL;
+    assert_int_equal(dv_compare(a, b, o, p, &c), DV_E_INPUT);
+    assert_null(c);
+    assert_non_null(strstr(dv_errmsg(), "other tokens"));
+    dv_policy_free(p);
+    dv_reader_free(a);
+    dv_reader_free(b);
+    dv_reader_free(o);
+}
+
+static void test_where_format(void **state)
+{
+    char buf[128];
+    struct dv_cmp_where w = {.flat = 5, .n_dims = 3, .index = {1, 0, 3}, .token = 0, .pos = 6,
+                             .head = 1, .col = -1, .key = 3};
+    dv_cmp_where_format(&w, buf, sizeof buf);
+    assert_string_equal(buf, "[h=1, t=0 (pos 6), key=3]");
+    w = (struct dv_cmp_where){.flat = 9, .n_dims = 3, .index = {2, 1, 4}, .token = 2, .pos = 8,
+                              .head = 1, .col = 4, .key = -1};
+    dv_cmp_where_format(&w, buf, sizeof buf);
+    assert_string_equal(buf, "[t=2 (pos 8), h=1, col=4]");
+    w = (struct dv_cmp_where){.flat = 9, .n_dims = 2, .index = {2, 4}, .token = -1, .pos = -1,
+                              .head = -1, .col = -1, .key = -1};
+    dv_cmp_where_format(&w, buf, sizeof buf);
+    assert_string_equal(buf, "[2, 4]");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identical_copy_agrees),
+        cmocka_unit_test(test_scaled_row),
+        cmocka_unit_test(test_swapped_heads),
+        cmocka_unit_test(test_noise_above_and_below_the_floor),
+        cmocka_unit_test(test_one_nan),
+        cmocka_unit_test(test_missing_extra_and_shape),
+        cmocka_unit_test(test_other_tokens_are_not_compared),
+        cmocka_unit_test(test_oracle_of_another_run_is_refused),
+        cmocka_unit_test(test_where_format),
+    };
+    return cmocka_run_group_tests(tests, setup, tu_group_teardown);
+}
