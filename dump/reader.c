@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -565,6 +566,133 @@ done:
     return s;
 }
 
+/* Map the file read-only, for dv_reader_spans; a file that cannot be
+ * mapped is read through HDF5 alone. Addresses count from the end of the
+ * user block. */
+static void map_file(struct dv_reader *r)
+{
+    hsize_t ub = 0;
+    hid_t fcpl = H5Fget_create_plist((hid_t)r->file);
+    bool ok = fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0;
+    if (fcpl >= 0) H5Pclose(fcpl);
+    int fd = ok ? open(r->path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size > ub)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (fd >= 0) close(fd);
+    if (map == MAP_FAILED) return;
+    r->map = map;
+    r->map_size = (size_t)st.st_size;
+    r->map_base = (int64_t)ub;
+}
+
+/* Is dataset d stored as plain little-endian IEEE values of t's size,
+ * without filters, in chunks (if chunked) that span every dimension but
+ * the first, so that each chunk is one run of flat indices? *rows gets
+ * the chunk's first dimension (the whole first dimension if contiguous). */
+static bool plain_storage(hid_t d, const struct dv_reader_tensor *t, int64_t *rows)
+{
+    hid_t ft = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+    hid_t le = t->stored_bytes == 4 ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
+    hid_t native = t->stored_bytes == 4 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    bool ok = ft >= 0 && dcpl >= 0 && t->stored_bytes != 2 && H5Tequal(ft, le) > 0 &&
+              H5Tequal(native, le) > 0 && H5Pget_nfilters(dcpl) == 0;
+    H5D_layout_t layout = ok ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    *rows = t->shape[0];
+    if (layout == H5D_CHUNKED) {
+        hsize_t chunk[H5S_MAX_RANK];
+        ok = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk) == t->n_dims && chunk[0] >= 1;
+        for (int i = 1; ok && i < t->n_dims; i++) ok = chunk[i] == (hsize_t)t->shape[i];
+        if (ok) *rows = (int64_t)chunk[0];
+    } else if (layout != H5D_CONTIGUOUS) {
+        ok = false;
+    }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (ft >= 0) H5Tclose(ft);
+    return ok;
+}
+
+/* Add the span of `n` elements from flat index `first` at file address
+ * addr (of `bytes` stored bytes) when it lies inside the mapping and is
+ * aligned for its type; false otherwise. */
+static bool add_span(const struct dv_reader *r, const struct dv_reader_tensor *t,
+                     struct dv_reader_span *sp, int64_t first, int64_t n, haddr_t addr,
+                     uint64_t bytes)
+{
+    uint64_t size = (uint64_t)r->map_size - (uint64_t)r->map_base;
+    uint64_t need = (uint64_t)n * (uint64_t)t->stored_bytes;
+    if (addr == HADDR_UNDEF || addr > size || bytes > size - addr || need > bytes) return false;
+    uint64_t off = addr + (uint64_t)r->map_base;
+    if (off % (uint64_t)t->stored_bytes) return false;
+    *sp = (struct dv_reader_span){first, n, (const char *)r->map + off};
+    return true;
+}
+
+static int by_first(const void *a, const void *b)
+{
+    const struct dv_reader_span *x = a, *y = b;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+/* The spans of dataset d: one per chunk (or one when contiguous); true
+ * when they cover the tensor exactly. */
+static bool dataset_spans(const struct dv_reader *r, hid_t d, const struct dv_reader_tensor *t,
+                          struct dv_reader_span *out, int max, int *n_out)
+{
+    int64_t rows, row = t->n_elems / t->shape[0];
+    if (!plain_storage(d, t, &rows)) return false;
+    int64_t n_chunks = (t->shape[0] + rows - 1) / rows;
+    if (n_chunks > max) return false;
+    uint64_t chunk_bytes = (uint64_t)rows * (uint64_t)row * (uint64_t)t->stored_bytes;
+    if (rows == t->shape[0] && H5Dget_offset(d) != HADDR_UNDEF) {
+        *n_out = 1;
+        return add_span(r, t, out, 0, t->n_elems, H5Dget_offset(d), chunk_bytes);
+    }
+    hid_t fs = H5Dget_space(d);
+    hsize_t n = 0;
+    bool ok = fs >= 0 && H5Dget_num_chunks(d, fs, &n) >= 0 && n == (hsize_t)n_chunks;
+    for (hsize_t i = 0; ok && i < n; i++) {
+        hsize_t coord[H5S_MAX_RANK] = {0}, size = 0;
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        ok = H5Dget_chunk_info(d, fs, i, coord, &mask, &addr, &size) >= 0 && mask == 0 &&
+             size == chunk_bytes && coord[0] % (hsize_t)rows == 0 &&
+             coord[0] < (hsize_t)t->shape[0];
+        int64_t first = ok ? (int64_t)coord[0] * row : 0;
+        int64_t cnt = ok ? ((int64_t)coord[0] + rows > t->shape[0] ? t->shape[0] - (int64_t)coord[0]
+                                                                    : rows) * row : 0;
+        ok = ok && add_span(r, t, &out[i], first, cnt, addr, size);
+    }
+    if (fs >= 0) H5Sclose(fs);
+    if (!ok) return false;
+    qsort(out, (size_t)n, sizeof *out, by_first);
+    for (hsize_t i = 0; i < n; i++) /* exactly one chunk per run of rows */
+        if (out[i].first != (int64_t)i * rows * row) return false;
+    *n_out = (int)n;
+    return true;
+}
+
+int dv_reader_spans(const struct dv_reader *r, int p, int t, struct dv_reader_span *out,
+                    int max)
+{
+    if (!r->map || p < 0 || p >= r->n_passes || t < 0 || t >= r->passes[p].n_tensors)
+        return 0;
+    const struct dv_reader_pass *ps = &r->passes[p];
+    const struct dv_reader_tensor *ts = &ps->tensors[t];
+    char pass[24], dpath[128];
+    dv_schema_pass_name(ps->index, pass);
+    snprintf(dpath, sizeof dpath, "passes/%s/%s", pass, ts->name);
+    struct dv_h5_quiet q;
+    dv_h5_quiet(&q);
+    hid_t d = H5Dopen2((hid_t)r->file, dpath, H5P_DEFAULT);
+    int n = 0;
+    bool ok = d >= 0 && dataset_spans(r, d, ts, out, max, &n);
+    if (d >= 0) H5Dclose(d);
+    dv_h5_loud(&q);
+    return ok ? n : 0;
+}
+
 /* One tensor dataset d of pass p (its name already checked). */
 static dv_status read_tensor(const struct ctx *c, const struct dv_config *cfg,
                              hid_t d, const struct dv_reader_pass *p,
@@ -793,6 +921,7 @@ dv_status dv_reader_open(const char *path, struct dv_reader **out)
         s = read_root(&c, r);
     }
     if (!s) s = read_passes(&c, r);
+    if (!s) map_file(r);
     dv_h5_loud(&q);
     if (s) {
         dv_reader_free(r);
@@ -891,6 +1020,7 @@ dv_status dv_reader_open_isolated(const char *path, bool with_data,
 void dv_reader_free(struct dv_reader *r)
 {
     if (!r) return;
+    if (r->map) munmap(r->map, r->map_size);
     if (r->file >= 0) {
         struct dv_h5_quiet q;
         dv_h5_quiet(&q);

@@ -56,6 +56,16 @@ struct dv_reader {
     int n_passes;
     struct dv_reader_pass *passes; /* sorted by index */
     int64_t file;            /* the HDF5 file id (hid_t), open while r lives */
+    void *map;               /* the file mapped read-only, or NULL */
+    size_t map_size;
+    int64_t map_base;        /* HDF5 addresses start here (the user block) */
+};
+
+/* A run of a tensor's values in place: elements first .. first + n - 1
+ * (flat, row-major) at data, in the tensor's stored type. */
+struct dv_reader_span {
+    int64_t first, n;
+    const void *data;
 };
 
 dv_status dv_reader_open(const char *path, struct dv_reader **out);
@@ -86,6 +96,16 @@ int dv_reader_find_tensor(const struct dv_reader *r, int p, const char *name);
  * converts). DV_E_INPUT when the data cannot be read. */
 dv_status dv_reader_read(const struct dv_reader *r, int p, int t, int type,
                          void *out);
+
+/* The values of tensor t of pass p in place, without a copy: up to max
+ * spans into the read-only mapping of the file, sorted, covering the
+ * tensor exactly, valid while r lives. Returns their count, or 0 when the
+ * values must be read with dv_reader_read (compressed, float16,
+ * big-endian or misaligned storage, chunks that split a row, more than
+ * max chunks). Dumps as diverge writes them by default are mapped. The
+ * file must not be truncated while r is open (the mapping would fault). */
+int dv_reader_spans(const struct dv_reader *r, int p, int t, struct dv_reader_span *out,
+                    int max);
 
 /* The same for rows row0 .. row0 + n_rows - 1 of the outermost dimension
  * (a row is shape[1] x shape[2] x ... elements), for reading a large

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
+
 #include "bench_model.h"
 #include "compare.h"
 #include "diverge.h"
@@ -169,17 +171,24 @@ int main(int argc, char **argv)
     dv_status s = make_dumps(argv[1], argv[2], dir, passes, paths);
     struct dv_reader *rd[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3 && !s; i++) s = dv_reader_open(paths[i], &rd[i]);
-    double gbs = 0, best = 0, mb = 0, ogbs = 0, obest = 0, omb = 0;
+    double gbs = 0, best = 0, mb = 0, ogbs = 0, obest = 0, omb = 0, pgbs = 0, pbest = 0;
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     if (!s) s = time_compare(rd, false, &gbs, &best, &mb);
     if (!s) s = time_compare(rd, true, &ogbs, &obest, &omb);
+    omp_set_num_threads(threads);
+    if (!s) s = time_compare(rd, false, &pgbs, &pbest, &mb);
     for (int i = 0; i < 3; i++) dv_reader_free(rd[i]);
     if (s) return die(s);
     double mbest, mc = memcpy_gbs(&mbest);
     printf("compare %s vs %s, passes %s (median of %d, best in brackets)\n", argv[1], argv[2],
            passes, REPS);
-    printf("  compare           %8.1f MB  %6.2f GB/s (%.2f)\n", mb, gbs, best);
-    printf("  compare + oracle  %8.1f MB  %6.2f GB/s (%.2f)\n", omb, ogbs, obest);
-    printf("  memcpy, 1 thread             %6.2f GB/s (%.2f)\n", mc, mbest);
-    printf("  compare / memcpy             %6.2f  (goal >= 0.5)\n", mc > 0 ? gbs / mc : 0);
+    printf("  compare, 1 thread         %8.1f MB  %6.2f GB/s (%.2f)\n", mb, gbs, best);
+    printf("  compare + oracle, 1 thr.  %8.1f MB  %6.2f GB/s (%.2f)\n", omb, ogbs, obest);
+    printf("  compare, %2d threads       %8.1f MB  %6.2f GB/s (%.2f)\n", threads, mb, pgbs,
+           pbest);
+    printf("  memcpy, 1 thread                     %6.2f GB/s (%.2f)\n", mc, mbest);
+    printf("  compare / memcpy: 1 thread %.2f, %d threads %.2f (goal >= 0.5)\n",
+           mc > 0 ? gbs / mc : 0, threads, mc > 0 ? pgbs / mc : 0);
     return 0;
 }
