@@ -22,6 +22,7 @@
 #include <omp.h>
 
 #include "bench_model.h"
+#include "bench_time.h"
 #include "compare.h"
 #include "diverge.h"
 #include "dump.h"
@@ -29,28 +30,6 @@
 #include "error.h"
 #include "policy.h"
 #include "reader.h"
-
-#define REPS 5
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, double *best)
-{
-    qsort(t, REPS, sizeof *t, cmp_double);
-    *best = t[0];
-    return t[REPS / 2];
-}
 
 static int die(dv_status s)
 {
@@ -116,10 +95,10 @@ static dv_status time_compare(struct dv_reader *rd[3], bool oracle, double *gbs,
     double t[REPS];
     for (int r = -1; r < REPS && !s; r++) {
         struct dv_cmp_result *c;
-        double t0 = now();
+        double t0 = bench_now();
         s = dv_compare(rd[0], rd[1], oracle ? rd[2] : NULL, p, &c);
         if (s) break;
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         *mb = c->bytes / 1e6;
         if (r >= 0) t[r] = c->bytes / dt / 1e9;
         dv_cmp_free(c);
@@ -128,7 +107,7 @@ static dv_status time_compare(struct dv_reader *rd[3], bool oracle, double *gbs,
     if (s) return s;
     /* median of rates: sort ascending, best is the largest */
     double lo;
-    *gbs = median(t, &lo);
+    *gbs = bench_median(t, &lo);
     *best_gbs = t[REPS - 1];
     return DV_OK;
 }
@@ -146,16 +125,16 @@ static double memcpy_gbs(double *best)
     memset(b, 2, n);
     double t[REPS];
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         memcpy(b, a, n);
-        t[r] = (double)n / (now() - t0) / 1e9;
+        t[r] = (double)n / (bench_now() - t0) / 1e9;
         a[r] = b[n - 1 - (size_t)r]; /* keep the copies observable */
     }
     volatile char sink = b[12345];
     (void)sink;
     free(a), free(b);
     double lo;
-    double med = median(t, &lo);
+    double med = bench_median(t, &lo);
     *best = t[REPS - 1];
     return med;
 }

@@ -26,35 +26,13 @@
 #include <unistd.h>
 
 #include "bench_model.h"
+#include "bench_time.h"
 #include "diverge.h"
 #include "dump.h"
 #include "engine.h"
 #include "error.h"
 #include "model.h"
 #include "ops.h"
-
-#define REPS 5
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median and minimum of t[REPS] (sorts t). */
-static double median(double *t, double *best)
-{
-    qsort(t, REPS, sizeof *t, cmp_double);
-    *best = t[0];
-    return t[REPS / 2];
-}
 
 /* ---- the captured schedule ---------------------------------------------- */
 
@@ -155,11 +133,11 @@ static dv_status run_schedule(struct dv_engine *e, const struct schedule *s,
                               const struct dv_hook *h, double *secs)
 {
     dv_engine_reset(e);
-    double t0 = now();
+    double t0 = bench_now();
     dv_status st = DV_OK;
     for (int i = 0, pos = 0; !st && i < s->n_pass; pos += s->len[i++])
         st = dv_engine_forward(e, s->tokens + pos, s->len[i], pos, h);
-    *secs = now() - t0;
+    *secs = bench_now() - t0;
     return st;
 }
 
@@ -259,9 +237,9 @@ static int bench_forward_hooks(struct ctx *x)
         struct dv_hook h = {.begin_pass = cap_begin, .take = cap_take, .user = &x->cap};
         if (!x->cap.p || run_schedule(x->e, &x->s, &h, &t_copy[r])) return fail("capture");
     }
-    double m_none = median(t_none, &best);
+    double m_none = bench_median(t_none, &best);
     printf("forward, no hook                 %8.3f s   [best %.3f s]\n", m_none, best);
-    double m_copy = median(t_copy, &best);
+    double m_copy = bench_median(t_copy, &best);
     printf("forward, copy hook (capture)     %8.3f s   [best %.3f s]   %+.1f%%\n", m_copy,
            best, 100 * (m_copy - m_none) / m_none);
     printf("captured                         %d passes, %d tensors, %.3f MB payload\n",
@@ -276,18 +254,18 @@ static int bench_writes(struct ctx *x)
     const struct dv_config *cfg = &x->m->cfg;
     for (int r = 0; r < REPS; r++) {
         unlink(x->plain), unlink(x->dump), unlink(x->dumpz);
-        double t0 = now();
+        double t0 = bench_now();
         if (write_plain(&x->cap, x->plain)) return fail("plain write");
-        double t1 = now();
+        double t1 = bench_now();
         if (write_dump(&x->cap, cfg, x->dump, 0)) return fail("dump");
-        double t2 = now();
+        double t2 = bench_now();
         if (write_dump(&x->cap, cfg, x->dumpz, DV_DUMP_COMPRESS)) return fail("dump --compress");
-        double t3 = now();
+        double t3 = bench_now();
         t_plain[r] = t1 - t0, t_dump[r] = t2 - t1, t_z[r] = t3 - t2;
     }
     const double mb = (double)x->cap.payload / 1e6;
-    double m_plain = median(t_plain, &b_plain), m_dump = median(t_dump, &b_dump),
-           m_z = median(t_z, &b_z);
+    double m_plain = bench_median(t_plain, &b_plain), m_dump = bench_median(t_dump, &b_dump),
+           m_z = bench_median(t_z, &b_z);
     long long sz_plain = file_size(x->plain), sz_dump = file_size(x->dump),
               sz_z = file_size(x->dumpz);
     printf("write(2) + fsync                 %8.1f MB/s [best %.1f]   %.4f s   file %.3f MB\n",
@@ -312,23 +290,23 @@ static int bench_run_dump(struct ctx *x)
     for (int r = 0; r < REPS; r++) {
         if (run_schedule(x->e, &x->s, NULL, &t_none[r])) return fail("forward");
         unlink(x->hooked);
-        double t0 = now();
+        double t0 = bench_now();
         struct dv_dump_sink sink = {.filter = &all};
         struct dv_hook h = dv_dump_hook(&sink);
         dv_status s = dv_dump_create(x->hooked, "cpu", 0, &sink.dump);
         if (!s) s = dv_dump_describe(sink.dump, x->m, "bench", "bench", "");
-        t_desc[r] = now() - t0;
+        t_desc[r] = bench_now() - t0;
         double t_fwd = 0;
         if (!s) s = run_schedule(x->e, &x->s, &h, &t_fwd);
         dv_status c = dv_dump_close(sink.dump, !s);
-        t_dump[r] = now() - t0;
+        t_dump[r] = bench_now() - t0;
         if (s || c) return fail("forward with the dump hook");
     }
-    double m_none = median(t_none, &best);
+    double m_none = bench_median(t_none, &best);
     printf("forward, no hook (interleaved)   %8.3f s   [best %.3f s]\n", m_none, best);
-    double m_dump = median(t_dump, &best);
+    double m_dump = bench_median(t_dump, &best);
     printf("forward + dump (run --dump)      %8.3f s   [best %.3f s]\n", m_dump, best);
-    double m_desc = median(t_desc, &best);
+    double m_desc = bench_median(t_desc, &best);
     printf("dump overhead                    %8.1f %%   %.3f s (of which create + describe,\n"
            "                                            SHA-256 of the model: %.3f s)\n",
            100 * (m_dump - m_none) / m_none, m_dump - m_none, m_desc);
