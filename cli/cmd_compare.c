@@ -42,7 +42,7 @@ static void compare_help(void)
            "                  built-in one (--print-policy shows it)\n"
            "  --format F      text (default) or json (every tensor, for programs)\n"
            "  --all           text: list every tensor, not only the per-layer worst\n"
-           "  -o FILE         write the report to FILE (complete or not at all)\n\n"
+           "  -o, --output F  write the report to F (complete or not at all)\n\n"
            "Exit status: 0 agree, 1 diverged (or passes ran other tokens), 2 bad usage\n"
            "or input (also: no tensor in common), 3 runtime error. Colours only on a\n"
            "terminal and never with NO_COLOR set.\n");
@@ -54,7 +54,8 @@ static int parse_compare_opts(int argc, char **argv, struct compare_opts *o)
     static const struct option opts[] = {
         {"oracle", required_argument, 0, 'O'}, {"policy", required_argument, 0, 'p'},
         {"format", required_argument, 0, 'f'}, {"all", no_argument, 0, 'a'},
-        {"print-policy", no_argument, 0, 'P'}, {"help", no_argument, 0, 'h'},
+        {"print-policy", no_argument, 0, 'P'}, {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *o = (struct compare_opts){0};
     int c;

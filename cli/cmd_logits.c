@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "outfile.h"
 #include "commands.h"
 #include "error.h"
 #include "logits.h"
@@ -94,37 +95,17 @@ static dv_status render(FILE *f, const struct logits_opts *o, const struct dv_lo
                    : dv_logits_report_text(f, r, v, note, color);
 }
 
-/* Write the report to o->out through a temporary file beside it, renamed
- * only when complete (and removed on failure or a signal). */
+/* Write the report to o->out, complete or not at all (outfile.h). */
 static dv_status write_file(const struct logits_opts *o, const struct dv_logits_result *r,
                             const struct dv_vocab *v, const char *note)
 {
-    char dir_buf[PATH_MAX], base_buf[PATH_MAX], tmp[PATH_MAX + 32];
-    snprintf(dir_buf, sizeof dir_buf, "%s", o->out);
-    snprintf(base_buf, sizeof base_buf, "%s", o->out);
-    if (snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX.part", dirname(dir_buf),
-                 basename(base_buf)) >= (int)sizeof tmp)
-        return dv_fail(DV_E_USAGE, "%s: path too long", o->out);
-    int fd = mkstemps(tmp, 5);
-    if (fd < 0) return dv_fail(DV_E_IO, "%s: cannot create a file there: %s", o->out,
-                               strerror(errno));
-    dv_guard_temp(tmp);
-    FILE *f = fdopen(fd, "w");
-    dv_status s = DV_OK;
-    if (!f) {
-        s = dv_fail(DV_E_IO, "%s: %s", tmp, strerror(errno));
-        close(fd);
-    } else {
-        if ((s = render(f, o, r, v, note, false))) dv_fail_prefix(s, o->out);
-        if (!s && (fflush(f) != 0 || fsync(fd) != 0))
-            s = dv_fail(DV_E_IO, "%s: %s", o->out, strerror(errno));
-        if (fclose(f) != 0 && !s) s = dv_fail(DV_E_IO, "%s: %s", o->out, strerror(errno));
-    }
-    if (!s && rename(tmp, o->out) != 0)
-        s = dv_fail(DV_E_IO, "%s: %s", o->out, strerror(errno));
-    if (s) unlink(tmp);
-    dv_guard_temp(NULL);
-    return s;
+    struct dv_outfile out;
+    dv_status s = dv_outfile_open(o->out, &out);
+    if (s) return s;
+    s = render(out.f, o, r, v, note, false);
+    if (s) dv_fail_prefix(s, o->out);
+    dv_status c = dv_outfile_close(&out, s == DV_OK);
+    return s ? s : c;
 }
 
 static dv_status run(const struct logits_opts *o, struct dv_logits_result **res)

@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -26,6 +27,10 @@ dv_status dv_outfile_open(const char *path, struct dv_outfile *o)
     snprintf(o->tmp, n, "%s/.%s.XXXXXX.part", dirname(d), basename(b));
     free(d), free(b);
     int fd = mkstemps(o->tmp, 5);
+    /* mkstemps makes the file 0600; a report gets the usual 0666 - umask */
+    mode_t um = umask(0);
+    umask(um);
+    if (fd >= 0) fchmod(fd, 0666 & ~um);
     o->f = fd < 0 ? NULL : fdopen(fd, "w");
     if (!o->f) {
         int e = errno;

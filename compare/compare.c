@@ -425,6 +425,7 @@ static void judge(struct dv_cmp_row *w, const struct dv_metrics *ao,
                  (long long)m->nan_test, (long long)m->inf_test);
     }
     w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
+    if (!(w->ratio > 1)) w->why[0] = 0; /* the reason of a failure only */
     if (w->ratio > 1 && w->tol.ignore) snprintf(w->why, sizeof w->why, "ignored by the policy");
 }
 

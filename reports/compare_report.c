@@ -38,24 +38,32 @@ void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
 {
     char title[256];
     switch (dv_cmp_verdict(c)) {
-    case DV_VERDICT_DIVERGED:
+    case DV_VERDICT_DIVERGED: {
         row_title(c, &c->rows[c->first], title, sizeof title);
+        char shapes[48] = "";
+        if (c->n_shape) snprintf(shapes, sizeof shapes, ", %lld shapes differ", (long long)c->n_shape);
         snprintf(buf, (size_t)size, "DIVERGED at %s: %lld of %lld compared tensors past the "
-                 "policy%s", title, (long long)c->n_diverged,
-                 (long long)c->n_compared, c->n_shape ? ", some shapes differ" : "");
+                 "policy%s", title, (long long)c->n_diverged, (long long)c->n_compared, shapes);
         break;
-    case DV_VERDICT_INCOMPARABLE:
+    }
+    case DV_VERDICT_INCOMPARABLE: {
+        long long other = 0;
+        for (int i = 0; i < c->n_passes; i++)
+            other += c->passes[i].status == DV_PASS_SCHEDULE ||
+                     c->passes[i].status == DV_PASS_TOKENS;
         if (!c->n_compared)
             snprintf(buf, (size_t)size, "incomparable: the dumps have no tensor in common "
-                     "(%lld passes differ)", (long long)c->n_pass_mismatch);
+                     "(%lld of %d passes ran other tokens or another schedule)", other,
+                     c->n_passes);
         else
-            snprintf(buf, (size_t)size, "incomparable: %lld tensors agree, but %lld passes "
-                     "ran other tokens or another schedule", (long long)c->n_compared,
-                     (long long)c->n_pass_mismatch);
+            snprintf(buf, (size_t)size, "incomparable: %lld tensors agree, but %lld of %d "
+                     "passes ran other tokens or another schedule", (long long)c->n_compared,
+                     other, c->n_passes);
         break;
+    }
     default: {
         const struct dv_cmp_row *w = &c->rows[c->worst];
-        snprintf(buf, (size_t)size, "agree: %lld tensors within %s (worst %.2f of the "
+        snprintf(buf, (size_t)size, "agree: %lld tensors within %s (worst %.3g of the "
                  "limit: pass %lld %s)", (long long)c->n_compared,
                  c->has_oracle ? "the noise floor" : "the policy's limits", w->ratio,
                  (long long)pass_of(c, w)->index, w->name);
@@ -155,10 +163,8 @@ static void fmt_ratio(char *buf, size_t size, double r)
 {
     if (isinf(r))
         snprintf(buf, size, "inf");
-    else if (r >= 1000)
-        snprintf(buf, size, "%.3g", r);
     else
-        snprintf(buf, size, "%.2f", r);
+        snprintf(buf, size, "%.3g", r);
 }
 
 static void layer_table(FILE *f, const struct dv_cmp_result *c, bool color)
@@ -184,9 +190,15 @@ static void layer_table(FILE *f, const struct dv_cmp_result *c, bool color)
         else if (ly->first_divergence)
             snprintf(mark, sizeof mark, "  <- first divergence: pass %lld %s",
                      (long long)pass_of(c, &c->rows[c->first])->index, c->rows[c->first].name);
-        fprintf(f, "%s%6s %5lld  %-22s %10.3g %10.3g %13.9f %9s%s%s\n", bad ? DV_TERM_RED(color) : "",
-                layer, (long long)pass_of(c, w)->index, w->name, dv_metrics_nmse(&w->m),
-                w->m.max_abs, dv_metrics_cos(&w->m), ratio, mark, bad ? DV_TERM_RESET(color) : "");
+        if (w->status == DV_ROW_SHAPE)
+            fprintf(f, "%s%6s %5lld  %-22s %10s %10s %13s %9s%s%s\n", DV_TERM_RED(color), layer,
+                    (long long)pass_of(c, w)->index, w->name, "shape", "-", "-", ratio, mark,
+                    DV_TERM_RESET(color));
+        else
+            fprintf(f, "%s%6s %5lld  %-22s %10.3g %10.3g %13.9f %9s%s%s\n",
+                    bad ? DV_TERM_RED(color) : "", layer, (long long)pass_of(c, w)->index,
+                    w->name, dv_metrics_nmse(&w->m), w->m.max_abs, dv_metrics_cos(&w->m), ratio,
+                    mark, bad ? DV_TERM_RESET(color) : "");
     }
 }
 
@@ -207,7 +219,7 @@ static void growth_table(FILE *f, const struct dv_cmp_result *c)
         char ratio[32], grow[32];
         fmt_ratio(ratio, sizeof ratio, ly->growth_ratio);
         if (first > 0)
-            snprintf(grow, sizeof grow, "%.1f", ly->diff_rms / first);
+            snprintf(grow, sizeof grow, "%.3g", ly->diff_rms / first);
         else
             snprintf(grow, sizeof grow, "-");
         fprintf(f, "%6d %11.4g %11.4g %11.3g %9s %9s\n", ly->layer, ly->ref_rms, ly->diff_rms,
@@ -227,7 +239,10 @@ static void row_line(FILE *f, const struct dv_cmp_result *c, const struct dv_cmp
     if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
         fprintf(f, " %10.3g %10.3g %13.9f %9s", dv_metrics_nmse(&w->m), w->m.max_abs,
                 dv_metrics_cos(&w->m), ratio);
-        if (w->has_oracle) fprintf(f, " %10.3g %10.3g", w->err_test, w->err_ref);
+        if (w->has_oracle)
+            fprintf(f, " %10.3g %10.3g", w->err_test, w->err_ref);
+        else if (c->has_oracle)
+            fprintf(f, " %10s %10s", "-", "-");
         fprintf(f, " %s", where);
     }
     if (w->why[0]) fprintf(f, "  %s", w->why);
