@@ -86,12 +86,13 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
     return DV_OK;
 }
 
-static char guard_path[PATH_MAX];
-static volatile sig_atomic_t guard_armed;
+enum { GUARD_MAX = 4 };
+static char guard_path[GUARD_MAX][PATH_MAX];
+static volatile sig_atomic_t guard_armed; /* paths guarded */
 
 static void guard_handler(int sig)
 {
-    if (guard_armed) unlink(guard_path); /* async-signal-safe */
+    for (int i = 0; i < guard_armed; i++) unlink(guard_path[i]); /* async-signal-safe */
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -99,9 +100,14 @@ static void guard_handler(int sig)
 void dv_guard_temp(const char *tmp)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    const int n = guard_armed;
     guard_armed = 0;
-    if (!tmp || strlen(tmp) >= sizeof guard_path) return;
-    memcpy(guard_path, tmp, strlen(tmp) + 1);
+    if (!tmp) return;
+    if (strlen(tmp) >= sizeof guard_path[0] || n == GUARD_MAX) {
+        guard_armed = n; /* cannot guard this one; keep the others */
+        return;
+    }
+    memcpy(guard_path[n], tmp, strlen(tmp) + 1);
     struct sigaction sa = {.sa_handler = guard_handler};
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
@@ -110,5 +116,5 @@ void dv_guard_temp(const char *tmp)
         if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
             sigaction(sigs[i], &sa, NULL);
     }
-    guard_armed = 1;
+    guard_armed = n + 1;
 }

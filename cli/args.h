@@ -34,7 +34,7 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
 
 /* While a file is being written under a temporary name: remove `tmp` if
  * SIGINT, SIGTERM or SIGHUP arrives, then die of the signal as usual.
- * NULL disarms. (SIGKILL cannot be caught: the next writer to the same
+ * Each call adds a path (up to 4); NULL disarms them all. (SIGKILL cannot be caught: the next writer to the same
  * destination removes what it leaves; see dv_dump_create.) */
 void dv_guard_temp(const char *tmp);
 

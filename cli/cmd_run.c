@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "tokens.h"
 #include "dump.h"
 #include "commands.h"
 #include "engine.h"
@@ -146,23 +147,6 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
     o->filter.select = o->select;
     o->model = argv[optind];
     return 0;
-}
-
-static dv_status get_tokens(const struct run_opts *o, const struct dv_model *m,
-                            int32_t **toks, int *n)
-{
-    if (o->tokens) return dv_parse_i32_list(o->tokens, "--tokens", 0, INT32_MAX, toks, n);
-    if (!m->vocab)
-        return dv_fail(DV_E_USAGE, "%s: the model has no tokenizer; give --tokens",
-                       o->model);
-    const char *text = o->prompt ? o->prompt : "";
-    size_t len = strlen(text), cnt = 0;
-    dv_tokenize(m->vocab, text, len, true, NULL, 0, &cnt);
-    if (cnt == 0) return dv_fail(DV_E_USAGE, "%s: the prompt gives no tokens and "
-                                 "the vocab has no BOS; give --tokens", o->model);
-    if (!(*toks = malloc(cnt * sizeof **toks))) return dv_fail(DV_E_NOMEM, "out of memory");
-    *n = (int)cnt;
-    return dv_tokenize(m->vocab, text, len, true, *toks, cnt, &cnt);
 }
 
 static dv_status get_schedule(const struct run_opts *o, int n_tok, int32_t **sched,
@@ -309,7 +293,7 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     int32_t *sched = NULL;
     struct dv_engine *e = NULL;
     double *logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
-    dv_status s = logits ? get_tokens(o, m, toks, &n_tok) : dv_fail(DV_E_NOMEM, "out of memory");
+    dv_status s = logits ? dv_cli_tokens(o->model, m, o->tokens, o->prompt, toks, &n_tok) : dv_fail(DV_E_NOMEM, "out of memory");
     int32_t *grown = s ? NULL : realloc(*toks, (size_t)(n_tok + o->generate) * sizeof **toks);
     if (!s && !grown) s = dv_fail(DV_E_NOMEM, "out of memory");
     if (!s) *toks = grown;

@@ -10,5 +10,6 @@ int dv_cmd_fixture(int argc, char **argv);
 int dv_cmd_import_llama2c(int argc, char **argv);
 int dv_cmd_compare(int argc, char **argv);
 int dv_cmd_logits(int argc, char **argv);
+int dv_cmd_bisect(int argc, char **argv);
 
 #endif

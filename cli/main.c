@@ -22,6 +22,7 @@ static const struct {
     {"import-llama2c", dv_cmd_import_llama2c, "convert a llama2.c export to GGUF"},
     {"compare", dv_cmd_compare, "the first tensor where a test dump leaves a reference dump"},
     {"logits", dv_cmd_logits, "top-k logit diff of a test dump against a reference"},
+    {"bisect", dv_cmd_bisect, "run GPU and reference live: the pass, layer and op where they part"},
 };
 
 static void usage(FILE *f)

@@ -158,8 +158,8 @@ static dv_status build_passes(struct dv_cmp_result *c, const struct dv_reader *t
 
 /* ---- where an element is ------------------------------------------------- */
 
-static void locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row *row,
-                   const struct dv_reader *ref, int64_t pos0)
+void dv_cmp_locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row *row,
+                   const struct dv_config *cfg, int64_t pos0)
 {
     memset(w, 0, sizeof *w);
     w->flat = flat;
@@ -172,7 +172,7 @@ static void locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row
         rest /= row->shape[i];
     }
     struct dv_schema_tensor id;
-    if (!dv_schema_lookup(row->name, ref->cfg.n_layer, &id)) return;
+    if (!dv_schema_lookup(row->name, cfg->n_layer, &id)) return;
     const int64_t *ix = w->index;
     switch (id.shape) {
     case DV_SHAPE_TD:
@@ -188,7 +188,7 @@ static void locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row
         w->head = ix[0], w->token = ix[1], w->key = ix[2];
         break;
     case DV_SHAPE_THD: {
-        int64_t hd = ref->cfg.head_dim > 0 ? ref->cfg.head_dim : 1;
+        int64_t hd = cfg->head_dim > 0 ? cfg->head_dim : 1;
         w->token = ix[0], w->head = ix[1] / hd, w->col = ix[1] % hd;
         break;
     }
@@ -478,16 +478,31 @@ static void job_free(struct job *j)
 }
 
 /* Judge row w from its metrics and say where its worst value is. */
-static void finish_row(struct dv_cmp_row *w, const struct dv_reader *ref, int64_t pos0,
+static void finish_row(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
                        const struct dv_metrics *ao, const struct dv_metrics *bo,
                        bool with_oracle)
 {
     judge(w, ao, bo, with_oracle);
-    if (w->m.n_used) locate(&w->max_at, w->m.max_abs_at, w, ref, pos0);
+    if (w->m.n_used) dv_cmp_locate(&w->max_at, w->m.max_abs_at, w, cfg, pos0);
     if (w->m.bad_test)
-        locate(&w->bad_at, w->m.bad_test_first, w, ref, pos0);
+        dv_cmp_locate(&w->bad_at, w->m.bad_test_first, w, cfg, pos0);
     else if (w->m.bad_ref)
-        locate(&w->bad_at, w->m.bad_ref_first, w, ref, pos0);
+        dv_cmp_locate(&w->bad_at, w->m.bad_ref_first, w, cfg, pos0);
+}
+
+void dv_cmp_judge(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
+                  const void *test, int test_type, const void *ref, int ref_type,
+                  const void *oracle, int oracle_type)
+{
+    int64_t n = 1;
+    for (int i = 0; i < w->n_dims; i++) n *= w->shape[i];
+    struct dv_metrics ao, bo;
+    dv_metrics_init(&w->m);
+    dv_metrics_init(&ao);
+    dv_metrics_init(&bo);
+    add_block(test, test_type, ref, ref_type, oracle, oracle_type, n, 0, &w->tol.metric,
+              &w->m, &ao, &bo);
+    finish_row(w, cfg, pos0, &ao, &bo, oracle != NULL);
 }
 
 /* Queue row `row` to be measured in place when every side allows it. */
@@ -529,7 +544,7 @@ static void run_jobs(struct ctx *x)
         int64_t total = 1;
         for (int d = 0; d < w->n_dims; d++) total *= w->shape[d];
         measure_mapped(j->w, total, &w->tol.metric, &w->m, &ao, &bo);
-        finish_row(w, x->ref, j->pos0, &ao, &bo, j->has_oracle);
+        finish_row(w, &x->ref->cfg, j->pos0, &ao, &bo, j->has_oracle);
     }
 }
 
@@ -566,7 +581,7 @@ static dv_status compare_tensor(struct ctx *x, int cp, int pa, int pb, int t)
     struct dv_metrics ao, bo;
     dv_status s = measure(a, b, o, &w->tol.metric, x->bufs, &w->m, &ao, &bo, &x->c->bytes);
     if (s) return s;
-    finish_row(w, x->ref, pos0, &ao, &bo, o.r != NULL);
+    finish_row(w, &x->ref->cfg, pos0, &ao, &bo, o.r != NULL);
     return DV_OK;
 }
 

@@ -154,6 +154,21 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
                      struct dv_cmp_result **out);
 void dv_cmp_free(struct dv_cmp_result *c);
 
+/* Measure and judge one tensor held in memory (bisect's live runs and op
+ * replays) exactly as dv_compare judges a row: the caller fills row's
+ * name, layer, op, n_dims, shape and tol (dv_policy_lookup); test, ref and
+ * oracle (NULL: the policy's fixed limits) hold the tensor's values as
+ * DV_TYPE_F32 or DV_TYPE_F64. cfg (n_layer, head_dim) and the pass's pos0
+ * place the worst element. Sets status, m, ratio, why, max_at, bad_at. */
+void dv_cmp_judge(struct dv_cmp_row *row, const struct dv_config *cfg, int64_t pos0,
+                  const void *test, int test_type, const void *ref, int ref_type,
+                  const void *oracle, int oracle_type);
+
+/* Where flat index `flat` of row's tensor sits (token, position, head,
+ * column, key) in a pass at pos0 of a model with cfg's shapes. */
+void dv_cmp_locate(struct dv_cmp_where *w, int64_t flat, const struct dv_cmp_row *row,
+                   const struct dv_config *cfg, int64_t pos0);
+
 /* Format where `w` points for a row as "[t=3 (pos 9), h=2, col=17]" (or
  * the multi-index for tensors outside the table). */
 void dv_cmp_where_format(const struct dv_cmp_where *w, char *buf, int size);

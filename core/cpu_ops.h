@@ -44,6 +44,28 @@ void dv_cpu_softmax_f64(double *x, int64_t n_rows, int64_t n);
 void dv_cpu_silu_mul_f32(float *g, const float *u, int64_t n);
 void dv_cpu_silu_mul_f64(double *g, const double *u, int64_t n);
 
+/* att[H, T, pos0 + T] = q[T, H*hd] . k[pos0 + T, Hkv*hd]^T / sqrt(hd), head h
+ * reading kv head h / (H / Hkv), with -inf where key j > pos0 + t (the
+ * causal mask): the scores of one layer over its KV cache k. */
+void dv_cpu_kq_f32(float *att, const float *q, const float *k, int64_t T, int64_t pos0,
+                   int64_t H, int64_t Hkv, int64_t hd);
+void dv_cpu_kq_f64(double *att, const double *q, const double *k, int64_t T, int64_t pos0,
+                   int64_t H, int64_t Hkv, int64_t hd);
+
+/* out[T, H*hd] = att[H, T, pos0 + T] . v[pos0 + T, Hkv*hd], per head. */
+void dv_cpu_kqv_f32(float *out, const float *att, const float *v, int64_t T, int64_t pos0,
+                    int64_t H, int64_t Hkv, int64_t hd);
+void dv_cpu_kqv_f64(double *out, const double *att, const double *v, int64_t T,
+                    int64_t pos0, int64_t H, int64_t Hkv, int64_t hd);
+
+/* y[T, rows] = x[T, cols] . W^T for a GGUF matrix W [rows = ne[1], cols =
+ * ne[0]] of any type, dequantized a block of rows at a time (as the f64
+ * oracle's forward does). DV_E_NOMEM. */
+dv_status dv_cpu_matmul_f32(float *y, const struct dv_gguf_tensor *w, const float *x,
+                            int64_t T);
+dv_status dv_cpu_matmul_f64(double *y, const struct dv_gguf_tensor *w, const double *x,
+                            int64_t T);
+
 /* The CPU pass from layer layer0 on (the layers, output_norm, logits) of a
  * "cpu" (f32) or "cpu-f64" backend impl, emitting through em: x is the
  * residual stream [T, d] entering layer0, or NULL to start from the

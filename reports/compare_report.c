@@ -8,6 +8,7 @@
  * carries every row so that scripts never need the text.
  */
 #include "compare_report.h"
+#include "jsonout.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -301,82 +302,11 @@ int dv_cmp_report_text(FILE *f, const struct dv_cmp_result *c, bool all, bool co
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-/* A double as a JSON number, or "inf" / "-inf" / "nan". */
-static json_t *jnum(double v)
-{
-    if (isnan(v)) return json_string("nan");
-    if (isinf(v)) return json_string(v > 0 ? "inf" : "-inf");
-    return json_real(v);
-}
-
-static json_t *jint(int64_t v)
-{
-    return json_integer((json_int_t)v);
-}
-
-static json_t *jshape(int n, const int64_t *shape)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, jint(shape[i]));
-    return a;
-}
-
-static json_t *jwhere(const struct dv_cmp_where *w)
-{
-    if (w->flat < 0) return json_null();
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "flat", jint(w->flat), "index",
-                     jshape(w->n_dims, w->index), "token", jint(w->token), "pos", jint(w->pos),
-                     "head", jint(w->head), "col", jint(w->col), "key", jint(w->key));
-}
-
 static json_t *jside(const struct dv_cmp_side *s)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path, "backend", s->backend,
                      "device", s->device, "model", s->model, "model_sha256", s->model_sha256,
                      "inject", s->inject);
-}
-
-static json_t *jmetrics(const struct dv_metrics *m)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "n", jint(m->n));
-    json_object_set_new(o, "n_used", jint(m->n_used));
-    json_object_set_new(o, "rmse", jnum(dv_metrics_rmse(m)));
-    json_object_set_new(o, "nmse", jnum(dv_metrics_nmse(m)));
-    json_object_set_new(o, "cos", jnum(dv_metrics_cos(m)));
-    json_object_set_new(o, "sqnr_db", jnum(dv_metrics_sqnr_db(m)));
-    json_object_set_new(o, "max_abs", jnum(m->max_abs));
-    json_object_set_new(o, "max_abs_flat", jint(m->max_abs_at));
-    json_object_set_new(o, "max_rel", jnum(m->max_rel));
-    json_object_set_new(o, "max_rel_flat", jint(m->max_rel_at));
-    json_object_set_new(o, "ulp_max", json_integer((json_int_t)m->ulp_max));
-    json_object_set_new(o, "ulp_max_flat", jint(m->ulp_max_at));
-    json_object_set_new(o, "violations", jint(m->viol));
-    json_object_set_new(o, "violations_first", jint(m->viol_first));
-    json_object_set_new(o, "nan_test", jint(m->nan_test));
-    json_object_set_new(o, "nan_ref", jint(m->nan_ref));
-    json_object_set_new(o, "inf_test", jint(m->inf_test));
-    json_object_set_new(o, "inf_ref", jint(m->inf_ref));
-    json_object_set_new(o, "nan_test_first", jint(m->nan_test_first));
-    json_object_set_new(o, "nan_ref_first", jint(m->nan_ref_first));
-    json_object_set_new(o, "inf_test_first", jint(m->inf_test_first));
-    json_object_set_new(o, "inf_ref_first", jint(m->inf_ref_first));
-    json_object_set_new(o, "bad_test", jint(m->bad_test));
-    json_object_set_new(o, "bad_test_first", jint(m->bad_test_first));
-    json_object_set_new(o, "bad_ref", jint(m->bad_ref));
-    json_object_set_new(o, "bad_ref_first", jint(m->bad_ref_first));
-    return o;
-}
-
-static json_t *jtolerance(const struct dv_tolerance *t)
-{
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b}",
-                     "nmse", jnum(t->nmse), "max_abs", jnum(t->max_abs), "max_rel",
-                     jnum(t->max_rel), "ulp", jnum(t->ulp), "violations", jnum(t->violations),
-                     "cos", jnum(t->cos), "atol", jnum(t->metric.atol), "rtol",
-                     jnum(t->metric.rtol), "rel_eps", jnum(t->metric.rel_eps), "oracle_m",
-                     jnum(t->oracle_m), "oracle_floor", jnum(t->oracle_floor), "nonfinite",
-                     dv_nonfinite_rule_name(t->nonfinite), "ignore", t->ignore);
 }
 
 static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
@@ -386,21 +316,21 @@ static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
                           (json_int_t)ps->index, "pos0", (json_int_t)ps->pos0, "n_tokens",
                           (json_int_t)ps->n_tokens, "name", w->name, "layer", w->layer, "op",
                           w->op, "order", (json_int_t)w->order, "status",
-                          dv_row_status_name(w->status), "shape", jshape(w->n_dims, w->shape));
+                          dv_row_status_name(w->status), "shape", dv_jshape(w->n_dims, w->shape));
     if (w->status == DV_ROW_SHAPE)
-        json_object_set_new(o, "test_shape", jshape(w->test_n_dims, w->test_shape));
+        json_object_set_new(o, "test_shape", dv_jshape(w->test_n_dims, w->test_shape));
     if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
-        json_object_set_new(o, "metrics", jmetrics(&w->m));
-        json_object_set_new(o, "max_abs_at", jwhere(&w->max_at));
-        json_object_set_new(o, "nonfinite_at", jwhere(&w->bad_at));
-        json_object_set_new(o, "tolerance", jtolerance(&w->tol));
+        json_object_set_new(o, "metrics", dv_jmetrics(&w->m));
+        json_object_set_new(o, "max_abs_at", dv_jwhere(&w->max_at));
+        json_object_set_new(o, "nonfinite_at", dv_jwhere(&w->bad_at));
+        json_object_set_new(o, "tolerance", dv_jtolerance(&w->tol));
         json_object_set_new(o, "oracle", w->has_oracle
-            ? json_pack("{s:o, s:o, s:o}", "err_test", jnum(w->err_test), "err_ref",
-                        jnum(w->err_ref), "limit", jnum(w->limit))
+            ? json_pack("{s:o, s:o, s:o}", "err_test", dv_jnum(w->err_test), "err_ref",
+                        dv_jnum(w->err_ref), "limit", dv_jnum(w->limit))
             : json_null());
     }
     if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA && w->status != DV_ROW_SKIPPED)
-        json_object_set_new(o, "ratio", jnum(w->ratio));
+        json_object_set_new(o, "ratio", dv_jnum(w->ratio));
     json_object_set_new(o, "why", json_string(w->why));
     return o;
 }
@@ -430,8 +360,8 @@ static json_t *jlayers(const struct dv_cmp_result *c)
         json_object_set_new(o, "worst", ly->worst < 0 ? json_null() : json_pack(
             "{s:i, s:s}", "row", ly->worst, "name", c->rows[ly->worst].name));
         json_object_set_new(o, "growth", !ly->has_growth ? json_null() : json_pack(
-            "{s:o, s:o, s:o}", "ref_rms", jnum(ly->ref_rms), "diff_rms", jnum(ly->diff_rms),
-            "ratio", jnum(ly->growth_ratio)));
+            "{s:o, s:o, s:o}", "ref_rms", dv_jnum(ly->ref_rms), "diff_rms", dv_jnum(ly->diff_rms),
+            "ratio", dv_jnum(ly->growth_ratio)));
         json_array_append_new(a, o);
     }
     return a;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "jsonout.h"
 #include "term.h"
 
 /* ---- token texts -------------------------------------------------------- */
@@ -305,14 +306,6 @@ dv_status dv_logits_report_text(FILE *f, const struct dv_logits_result *r,
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* A double as a JSON number, or "inf" / "-inf" / "nan". */
-static json_t *jnum(double x)
-{
-    if (isnan(x)) return json_string("nan");
-    if (isinf(x)) return json_string(x > 0 ? "inf" : "-inf");
-    return json_real(x);
-}
-
 /* The token's text as a JSON string, or null without a vocab. */
 static json_t *jtext(const struct dv_vocab *v, int32_t id)
 {
@@ -336,7 +329,7 @@ static json_t *jtop(const struct dv_logits_result *r, const struct dv_vocab *v,
     json_t *a = json_array();
     for (int j = 0; a && j < r->k; j++)
         if (json_array_append_new(a, json_pack("{s:i, s:o, s:o}", "id", top[j].id, "text",
-                                               jtext(v, top[j].id), "p", jnum(top[j].p)))) {
+                                               jtext(v, top[j].id), "p", dv_jnum(top[j].p)))) {
             json_decref(a);
             return NULL;
         }
@@ -353,8 +346,8 @@ static json_t *jrow(const struct dv_logits_result *r, const struct dv_vocab *v,
         "pass", (json_int_t)w->pass, "pos", (json_int_t)w->pos, "t", w->t, "token", w->token,
         "token_text", jtext(v, w->token), "status", dv_logits_row_status_name(w->status),
         "same_top1", w->same_top1, "rank", ok ? json_integer(w->rank) : json_null(),
-        "overlap", ok ? json_integer(w->overlap) : json_null(), "kl", jnum(w->kl), "dp",
-        jnum(w->dp), "max_abs_dp", jnum(w->max_abs_dp), "max_abs_dp_token",
+        "overlap", ok ? json_integer(w->overlap) : json_null(), "kl", dv_jnum(w->kl), "dp",
+        dv_jnum(w->dp), "max_abs_dp", dv_jnum(w->max_abs_dp), "max_abs_dp_token",
         ok ? json_integer(w->max_abs_dp_id) : json_null(), "max_abs_dp_text",
         ok ? jtext(v, w->max_abs_dp_id) : json_null(), "n_nan", (json_int_t)w->n_nan,
         "n_posinf", (json_int_t)w->n_posinf, "ref_top",
@@ -372,11 +365,11 @@ static json_t *jsummary(const struct dv_logits_result *r)
         "n_test_nonfinite", (json_int_t)S->n_test_nonfinite, "n_ref_nonfinite",
         (json_int_t)S->n_ref_nonfinite, "n_judged", (json_int_t)S->n_judged, "n_same_top1",
         (json_int_t)S->n_same_top1, "n_flipped", (json_int_t)S->n_flipped, "same_top1_frac",
-        jnum(S->same_top1_frac), "same_top1_se", jnum(S->same_top1_se), "kl_mean",
-        jnum(S->kl_mean), "kl_se", jnum(S->kl_se), "kl_median", jnum(S->kl_median), "kl_p90",
-        jnum(S->kl_p90), "kl_p99", jnum(S->kl_p99), "kl_max", jnum(S->kl_max), "kl_max_row",
-        (json_int_t)S->kl_max_row, "overlap_frac", jnum(S->overlap_frac), "dp_rms",
-        jnum(S->dp_rms), "dp_rms_se", jnum(S->dp_rms_se), "max_abs_dp", jnum(S->max_abs_dp),
+        dv_jnum(S->same_top1_frac), "same_top1_se", dv_jnum(S->same_top1_se), "kl_mean",
+        dv_jnum(S->kl_mean), "kl_se", dv_jnum(S->kl_se), "kl_median", dv_jnum(S->kl_median), "kl_p90",
+        dv_jnum(S->kl_p90), "kl_p99", dv_jnum(S->kl_p99), "kl_max", dv_jnum(S->kl_max), "kl_max_row",
+        (json_int_t)S->kl_max_row, "overlap_frac", dv_jnum(S->overlap_frac), "dp_rms",
+        dv_jnum(S->dp_rms), "dp_rms_se", dv_jnum(S->dp_rms_se), "max_abs_dp", dv_jnum(S->max_abs_dp),
         "max_abs_dp_row", (json_int_t)S->max_abs_dp_row);
 }
 

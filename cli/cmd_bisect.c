@@ -1,0 +1,218 @@
+/*
+ * cmd_bisect.c - `diverge bisect`: run the GPU backend and the CPU
+ * reference live, name the first pass, layer and op where they part
+ * (compare/bisect.h) and print the verdict.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "bisect.h"
+#include "bisect_report.h"
+#include "commands.h"
+#include "engine.h"
+#include "error.h"
+#include "fault.h"
+#include "model.h"
+#include "outfile.h"
+#include "term.h"
+#include "tokens.h"
+
+struct bisect_cli {
+    const char *model, *prompt, *tokens, *passes, *inject, *keep, *policy, *out, *device;
+    int test, ref, oracle;
+    bool json, no_split, validation;
+};
+
+static void bisect_help(void)
+{
+    printf("usage: diverge bisect MODEL.gguf [--test vulkan] [--ref cpu|cpu-f64]\n"
+           "                      [--oracle cpu-f64|none] [--passes N,N,...]\n"
+           "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
+           "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split]\n"
+           "                      [--format text|json] [-o FILE] [--device D] [--validation]\n\n"
+           "Run the test backend, the reference and the oracle live on the same tokens,\n"
+           "pass by pass, and stop at the first pass with a tensor beyond the noise\n"
+           "floor (where the error shows). Then replay each op of that layer alone on\n"
+           "the test backend with the reference's inputs (where it starts), search\n"
+           "--gpu-layers for the first layer that makes the final logits diverge, and\n"
+           "print a verdict.\n\n"
+           "  --test B        the backend under test: vulkan (default)\n"
+           "  --ref B         the reference: cpu (default, f32) or cpu-f64\n"
+           "  --oracle B      cpu-f64 (default): noise floor err(test) <= m err(ref) +\n"
+           "                  floor; none: the policy's fixed limits\n"
+           "  --passes LIST   forward calls on one KV cache (default: about half the\n"
+           "                  tokens, the rest but two at pos0 > 0, then two single-token\n"
+           "                  steps; 13 tokens give 6,5,1,1)\n"
+           "  --tokens IDS    token ids; --prompt TEXT: text tokenized with the model's\n"
+           "                  vocab. Neither: BOS and reproducible pseudo-random ids\n"
+           "                  (13, or as many as --passes adds up to)\n"
+           "  --inject F[@L]  build the test backend's kernels with fault F (see\n"
+           "                  diverge run --help), on every layer or layer L only\n"
+           "  --keep-dumps D  write D/test.h5, D/ref.h5 and D/oracle.h5 (the passes run)\n"
+           "                  for diverge compare and diverge logits\n"
+           "  --policy P      tolerance policy (diverge-policy(5)); default built-in\n"
+           "  --no-layer-split  skip the --gpu-layers search\n"
+           "  --format F      text (default) or json\n"
+           "  -o, --output F  write the report to F (complete or not at all)\n"
+           "  --device D      Vulkan device index or name substring\n"
+           "  --validation    enable the Khronos validation layer\n\n"
+           "Exit status: 0 no divergence above the noise floor, 1 diverged, 2 bad usage\n"
+           "or input, 3 device or runtime error.\n");
+}
+
+static int backend_arg(const char *s, int *out, bool none_ok)
+{
+    if (none_ok && !strcmp(s, "none")) return *out = -1, 0;
+    return (*out = dv_backend_from_name(s)) < 0 ? -1 : 0;
+}
+
+/* 0 to go on, else the exit status (-1: help printed). */
+static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
+{
+    static const struct option opts[] = {
+        {"test", required_argument, 0, 'T'},   {"ref", required_argument, 0, 'R'},
+        {"oracle", required_argument, 0, 'O'}, {"passes", required_argument, 0, 'P'},
+        {"prompt", required_argument, 0, 'p'}, {"tokens", required_argument, 0, 't'},
+        {"inject", required_argument, 0, 'I'}, {"keep-dumps", required_argument, 0, 'k'},
+        {"policy", required_argument, 0, 'y'}, {"no-layer-split", no_argument, 0, 'n'},
+        {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
+        {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
+                             .oracle = DV_BACKEND_CPU_F64};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'T':
+            if (backend_arg(optarg, &o->test, false) || o->test != DV_BACKEND_VULKAN)
+                return dv_usage_error("bisect", "--test '%s': vulkan is the backend with a "
+                                      "single-op runner", optarg);
+            break;
+        case 'R':
+            if (backend_arg(optarg, &o->ref, false) || o->ref == DV_BACKEND_VULKAN)
+                return dv_usage_error("bisect", "--ref '%s': cpu or cpu-f64", optarg);
+            break;
+        case 'O':
+            if (backend_arg(optarg, &o->oracle, true) ||
+                (o->oracle >= 0 && o->oracle != DV_BACKEND_CPU_F64))
+                return dv_usage_error("bisect", "--oracle '%s': cpu-f64 or none", optarg);
+            break;
+        case 'P': o->passes = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case 't': o->tokens = optarg; break;
+        case 'I': o->inject = optarg; break;
+        case 'k': o->keep = optarg; break;
+        case 'y': o->policy = optarg; break;
+        case 'n': o->no_split = true; break;
+        case 'f':
+            if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+                return dv_usage_error("bisect", "unknown format '%s' (text, json)", optarg);
+            o->json = !strcmp(optarg, "json");
+            break;
+        case 'o': o->out = optarg; break;
+        case 'V': o->device = optarg; break;
+        case 'C': o->validation = true; break;
+        case 'h': bisect_help(); return -1;
+        default: return dv_usage_error("bisect", "bad option");
+        }
+    }
+    if (optind != argc - 1) return dv_usage_error("bisect", "give one MODEL");
+    if (o->tokens && o->prompt)
+        return dv_usage_error("bisect", "give --tokens or --prompt, not both");
+    o->model = argv[optind];
+    return 0;
+}
+
+/* The default schedule for n tokens: about half, the rest but two at
+ * pos0 > 0, then two single tokens (6,5,1,1 for 13); fewer tokens give
+ * fewer passes. */
+static dv_status default_schedule(int n, int32_t **sched, int *n_pass)
+{
+    if (!(*sched = malloc(4 * sizeof **sched))) return dv_fail(DV_E_NOMEM, "out of memory");
+    int32_t *s = *sched;
+    if (n >= 4) {
+        s[0] = (n - 2 + 1) / 2, s[1] = n - 2 - s[0], s[2] = s[3] = 1, *n_pass = 4;
+    } else if (n == 3) {
+        s[0] = 2, s[1] = 1, *n_pass = 2;
+    } else {
+        for (int i = 0; i < n; i++) s[i] = 1;
+        *n_pass = n;
+    }
+    return DV_OK;
+}
+
+static dv_status get_run(const struct bisect_cli *o, const struct dv_model *m,
+                         int32_t **toks, int *n_tok, int32_t **sched, int *n_pass)
+{
+    dv_status s = DV_OK;
+    if (o->passes && (s = dv_parse_i32_list(o->passes, "--passes", 1, 1 << 20, sched, n_pass)))
+        return s;
+    int64_t sum = 0;
+    for (int i = 0; o->passes && i < *n_pass; i++) sum += (*sched)[i];
+    if (o->tokens || o->prompt)
+        s = dv_cli_tokens(o->model, m, o->tokens, o->prompt, toks, n_tok);
+    else
+        s = dv_cli_default_tokens(m, *n_tok = o->passes ? (int)(sum < (1 << 20) ? sum : 1 << 20)
+                                                        : 13, toks);
+    if (s) return s;
+    if (!o->passes) return default_schedule(*n_tok, sched, n_pass);
+    if (sum != *n_tok)
+        return dv_fail(DV_E_USAGE, "--passes %s adds up to %lld tokens but there are %d",
+                       o->passes, (long long)sum, *n_tok);
+    return DV_OK;
+}
+
+static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, int *exit_code)
+{
+    int32_t *toks = NULL, *sched = NULL;
+    int n_tok = 0, n_pass = 0;
+    struct dv_policy *policy = NULL;
+    struct dv_bisect_result *r = NULL;
+    struct dv_bisect_opts bo = {.model_path = o->model, .test = o->test, .ref = o->ref,
+                                .oracle = o->oracle, .device = o->device,
+                                .validation = o->validation, .keep_dir = o->keep,
+                                .layer_split = !o->no_split, .guard = dv_guard_temp,
+                                .inject = {DV_FAULT_NONE, -1}};
+    dv_status s = get_run(o, m, &toks, &n_tok, &sched, &n_pass);
+    if (!s && o->inject) s = dv_inject_parse(o->inject, (int)m->cfg.n_layer, &bo.inject);
+    if (!s) s = o->policy ? dv_policy_load(o->policy, &policy) : dv_policy_default(&policy);
+    struct dv_outfile out = {0};
+    /* open the report first: a bad -o path fails before minutes of work */
+    if (!s) s = dv_outfile_open(o->out, &out);
+    if (!s) {
+        bo.tokens = toks, bo.n_tokens = n_tok, bo.sched = sched, bo.n_pass = n_pass;
+        bo.policy = policy;
+        s = dv_bisect(m, &bo, &r);
+        int rc = -1;
+        if (!s) {
+            struct dv_bisect_header h = {.model_path = o->model, .m = m, .o = &bo};
+            rc = o->json ? dv_bisect_report_json(out.f, &h, r)
+                         : dv_bisect_report_text(out.f, &h, r,
+                                                 !o->out && dv_term_color(stdout));
+            *exit_code = r->first_pass >= 0 ? DV_EXIT_DIVERGED : DV_EXIT_OK;
+        }
+        dv_status c = dv_outfile_close(&out, !s && rc == 0);
+        if (!s && rc) s = dv_fail(DV_E_IO, "%s: cannot write the report", o->out ? o->out : "stdout");
+        if (!s) s = c;
+    }
+    dv_bisect_free(r);
+    dv_policy_free(policy);
+    free(toks), free(sched);
+    return s;
+}
+
+int dv_cmd_bisect(int argc, char **argv)
+{
+    struct bisect_cli o;
+    int rc = parse_bisect_opts(argc, argv, &o);
+    if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    struct dv_model *m;
+    dv_status s = dv_model_open(o.model, &m);
+    if (s) return dv_report(s);
+    int code = DV_EXIT_OK;
+    s = bisect(&o, m, &code);
+    dv_model_free(m);
+    return s ? dv_report(s) : code;
+}

@@ -1,0 +1,582 @@
+/*
+ * bisect.c - the live run of test, reference and oracle in lockstep, the
+ * first divergence, the layer split and the verdict (bisect.h). The op
+ * replay is replay.c.
+ */
+#include "bisect.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "dump.h"
+#include "engine.h"
+#include "error.h"
+#include "ops.h"
+#include "types.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *dv_replay_role_name(int role)
+{
+    static const char *names[] = {"view", "ok", "culprit", "diverges alone too",
+                                  "propagated"};
+    return role >= 0 && role <= DV_ROLE_PROPAGATED ? names[role] : "?";
+}
+
+/* ---- capturing a pass ------------------------------------------------------ */
+
+static void capture_clear(struct dv_capture *c)
+{
+    for (int i = 0; c->t && i < c->n; i++) {
+        free(c->t[i].data);
+        c->t[i].data = NULL;
+    }
+}
+
+static void capture_free(struct dv_capture *c)
+{
+    capture_clear(c);
+    free(c->t);
+    c->t = NULL;
+}
+
+/* A hook that copies every tensor into a capture and passes the pass on
+ * to `next` (a dump sink) when there is one. */
+struct tap {
+    struct dv_capture *cap;
+    const struct dv_hook *next;
+    bool next_wants;   /* the tensor being handed over */
+};
+
+static dv_status tap_begin(void *u, int pass, int pos0, int n, const int32_t *tokens)
+{
+    struct tap *t = u;
+    capture_clear(t->cap);
+    t->cap->pos0 = pos0;
+    t->cap->n_tokens = n;
+    if (t->next && t->next->begin_pass)
+        return t->next->begin_pass(t->next->user, pass, pos0, n, tokens);
+    return DV_OK;
+}
+
+static bool tap_want(void *u, const struct dv_tensor_desc *d)
+{
+    struct tap *t = u;
+    t->next_wants = t->next && t->next->take &&
+                    (!t->next->want || t->next->want(t->next->user, d));
+    return true;
+}
+
+static dv_status tap_take(void *u, const struct dv_tensor_desc *d, const void *data)
+{
+    struct tap *t = u;
+    struct dv_capture *c = t->cap;
+    if (d->order < 0 || d->order >= c->n)
+        return dv_fail(DV_E_RUNTIME, "tensor %s at order %d of %d", d->name, d->order, c->n);
+    struct dv_captured *x = &c->t[d->order];
+    int64_t count = 1;
+    for (int i = 0; i < d->n_dims; i++) count *= d->shape[i];
+    const size_t bytes = (size_t)count * (d->type == DV_TYPE_F64 ? 8 : 4);
+    free(x->data);
+    if (!(x->data = malloc(bytes ? bytes : 1))) return dv_fail(DV_E_NOMEM, "out of memory");
+    memcpy(x->data, data, bytes);
+    snprintf(x->name, sizeof x->name, "%s", d->name);
+    x->layer = d->layer;
+    x->op = d->op;
+    x->n_dims = d->n_dims;
+    memcpy(x->shape, d->shape, sizeof x->shape);
+    x->count = count;
+    c->type = d->type;
+    return t->next_wants ? t->next->take(t->next->user, d, data) : DV_OK;
+}
+
+static dv_status tap_end(void *u, int pass)
+{
+    struct tap *t = u;
+    if (t->next && t->next->end_pass) return t->next->end_pass(t->next->user, pass);
+    return DV_OK;
+}
+
+/* ---- one backend of the live run -------------------------------------------- */
+
+enum { SIDE_TEST, SIDE_REF, SIDE_ORACLE, N_SIDES };
+static const char *side_file[N_SIDES] = {"test.h5", "ref.h5", "oracle.h5"};
+
+struct side {
+    int kind;                 /* DV_BACKEND_*, -1 absent */
+    struct dv_engine *e;
+    struct dv_capture cap;
+    struct tap tap;
+    struct dv_hook hook;
+    struct dv_dump_sink sink;
+    struct dv_hook dump_hook;
+    char path[4096];
+};
+
+static dv_status side_open(struct side *s, const struct dv_model *m,
+                           const struct dv_bisect_opts *o, int which, int n_batch,
+                           const char *inject, char *desc, size_t dcap)
+{
+    struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = n_batch};
+    if (s->kind == DV_BACKEND_VULKAN) {
+        eo.device = o->device;
+        eo.validation = o->validation;
+        if (which == SIDE_TEST) eo.inject = o->inject.fault, eo.inject_layer = o->inject.layer;
+    }
+    dv_status st = dv_engine_open(m, s->kind, &eo, &s->e);
+    if (st) return st;
+    char device[128], driver[256];
+    dv_engine_describe(s->e, device, sizeof device, driver, sizeof driver);
+    snprintf(desc, dcap, "%s on %s (%s)", dv_backend_name(s->kind), device, driver);
+    s->cap.n = dv_tensors_per_pass((int)m->cfg.n_layer);
+    if (!(s->cap.t = calloc((size_t)s->cap.n, sizeof *s->cap.t)))
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    s->tap = (struct tap){.cap = &s->cap};
+    if (o->keep_dir) {
+        snprintf(s->path, sizeof s->path, "%s/%s", o->keep_dir, side_file[which]);
+        const struct dv_backend *be = dv_engine_backend(s->e);
+        unsigned flags = be->act_type == DV_TYPE_F64 ? DV_DUMP_FLOAT64 : 0;
+        if ((st = dv_dump_create(s->path, be->name, flags, &s->sink.dump))) return st;
+        if (o->guard) o->guard(dv_dump_temp_path(s->sink.dump));
+        st = dv_dump_describe(s->sink.dump, m, device, driver, which == SIDE_TEST ? inject : "");
+        if (st) return st;
+        static const struct dv_dump_filter all = {0};
+        s->sink.filter = &all;
+        s->dump_hook = dv_dump_hook(&s->sink);
+        s->tap.next = &s->dump_hook;
+    }
+    s->hook = (struct dv_hook){.begin_pass = tap_begin, .want = tap_want, .take = tap_take,
+                               .end_pass = tap_end, .user = &s->tap};
+    return DV_OK;
+}
+
+/* Close the engine and commit (ok) or drop the dump. */
+static dv_status side_close(struct side *s, bool ok)
+{
+    dv_status st = DV_OK;
+    if (s->sink.dump) st = dv_dump_close(s->sink.dump, ok);
+    s->sink.dump = NULL;
+    dv_engine_free(s->e);
+    s->e = NULL;
+    return st;
+}
+
+/* ---- judging a pass ----------------------------------------------------------- */
+
+/* Fill row's identity from a captured tensor and look up its tolerance. */
+static void row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pass,
+                    const struct dv_policy *p)
+{
+    memset(w, 0, sizeof *w);
+    w->pass = pass;
+    snprintf(w->name, sizeof w->name, "%s", x->name);
+    w->layer = x->layer;
+    snprintf(w->op, sizeof w->op, "%s", dv_op_name(x->op));
+    w->n_dims = x->n_dims;
+    memcpy(w->shape, x->shape, sizeof w->shape);
+    dv_policy_lookup(p, w->name, w->op, &w->tol);
+}
+
+static bool same_tensor(const struct dv_captured *a, const struct dv_captured *b)
+{
+    return a->data && b->data && !strcmp(a->name, b->name) && a->count == b->count;
+}
+
+/* Judge tensor i of the pass: false when a side lacks it. */
+static bool judge_tensor(struct dv_cmp_row *w, const struct dv_model *m,
+                         const struct dv_bisect_opts *o, struct side *sd, int i, int pass)
+{
+    const struct dv_captured *t = &sd[SIDE_TEST].cap.t[i], *r = &sd[SIDE_REF].cap.t[i];
+    const struct dv_captured *orc = sd[SIDE_ORACLE].kind >= 0 ? &sd[SIDE_ORACLE].cap.t[i] : NULL;
+    if (!same_tensor(t, r)) return false;
+    if (orc && !same_tensor(orc, r)) orc = NULL;
+    row_for(w, r, pass, o->policy);
+    dv_cmp_judge(w, &m->cfg, sd[SIDE_REF].cap.pos0, t->data, sd[SIDE_TEST].cap.type, r->data,
+                 sd[SIDE_REF].cap.type, orc ? orc->data : NULL,
+                 orc ? sd[SIDE_ORACLE].cap.type : 0);
+    return true;
+}
+
+static void to_f32(float *dst, const void *src, int type, int64_t n)
+{
+    if (type == DV_TYPE_F32) {
+        memcpy(dst, src, (size_t)n * 4);
+        return;
+    }
+    const double *d = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = (float)d[i];
+}
+
+/* The reference's k_rope and v rows of this pass into the host caches. */
+static void keep_kv(const struct dv_model *m, const struct dv_capture *ref, float *kc,
+                    float *vc, int n_ctx)
+{
+    const int64_t kvd = m->cfg.n_head_kv * m->cfg.head_dim;
+    for (int64_t il = 0; il < m->cfg.n_layer; il++) {
+        const size_t at = ((size_t)il * (size_t)n_ctx + (size_t)ref->pos0) * (size_t)kvd;
+        const struct dv_captured *k = &ref->t[il * DV_LT_COUNT + DV_LT_K_ROPE];
+        const struct dv_captured *v = &ref->t[il * DV_LT_COUNT + DV_LT_V];
+        if (k->data) to_f32(kc + at, k->data, ref->type, k->count);
+        if (v->data) to_f32(vc + at, v->data, ref->type, v->count);
+    }
+}
+
+/* ---- the layer split ------------------------------------------------------------ */
+
+/* Logits of the reference and oracle per pass, to judge a split run by. */
+struct split_ctx {
+    const struct dv_model *m;
+    const struct dv_bisect_opts *o;
+    int n_pass;
+    void **ref_logits, **oracle_logits; /* [n_pass] */
+    int ref_type, oracle_type;
+    int pos0;                           /* of the pass running */
+    bool diverged;
+    double ratio;
+};
+
+static bool split_want(void *u, const struct dv_tensor_desc *d)
+{
+    (void)u;
+    return d->layer < 0 && !strcmp(d->name, "logits");
+}
+
+static dv_status split_take(void *u, const struct dv_tensor_desc *d, const void *data)
+{
+    struct split_ctx *x = u;
+    struct dv_cmp_row w;
+    struct dv_captured id = {.layer = -1, .op = d->op, .n_dims = d->n_dims};
+    snprintf(id.name, sizeof id.name, "%s", d->name);
+    memcpy(id.shape, d->shape, sizeof id.shape);
+    row_for(&w, &id, d->pass, x->o->policy);
+    dv_cmp_judge(&w, &x->m->cfg, d->pos0, data, d->type, x->ref_logits[d->pass], x->ref_type,
+                 x->oracle_logits ? x->oracle_logits[d->pass] : NULL, x->oracle_type);
+    x->diverged |= w.status == DV_ROW_DIVERGED;
+    if (w.ratio > x->ratio || isnan(x->ratio)) x->ratio = w.ratio;
+    return DV_OK;
+}
+
+/* Run passes 0..n_pass-1 on the test backend with the first n layers on
+ * the device and judge their logits. */
+static dv_status split_probe(struct split_ctx *x, int n, struct dv_split_probe *pr)
+{
+    const struct dv_bisect_opts *o = x->o;
+    int max_t = 1;
+    for (int i = 0; i < x->n_pass; i++) max_t = o->sched[i] > max_t ? o->sched[i] : max_t;
+    struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = max_t, .device = o->device,
+                                .validation = o->validation, .inject = o->inject.fault,
+                                .inject_layer = o->inject.layer,
+                                .gpu_layers = n == 0 ? -1 : n};
+    struct dv_engine *e;
+    dv_status st = dv_engine_open(x->m, o->test, &eo, &e);
+    if (st) return st;
+    struct dv_hook h = {.want = split_want, .take = split_take, .user = x};
+    x->diverged = false;
+    x->ratio = 0;
+    int pos = 0;
+    for (int i = 0; i < x->n_pass && !st; pos += o->sched[i++])
+        st = dv_engine_forward(e, o->tokens + pos, o->sched[i], pos, &h);
+    dv_engine_free(e);
+    *pr = (struct dv_split_probe){.gpu_layers = n, .diverged = x->diverged, .ratio = x->ratio};
+    return st;
+}
+
+/* Smallest N in (lo, hi] whose logits diverge, knowing lo agrees and hi
+ * diverges. */
+static dv_status split_search(struct split_ctx *x, struct dv_bisect_result *r)
+{
+    int lo = 0, hi = (int)x->m->cfg.n_layer;
+    while (hi - lo > 1 && r->n_probes < (int)(sizeof r->probes / sizeof r->probes[0])) {
+        const int mid = lo + (hi - lo) / 2;
+        struct dv_split_probe *pr = &r->probes[r->n_probes++];
+        dv_status st = split_probe(x, mid, pr);
+        if (st) return st;
+        if (pr->diverged)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    r->split_first_layer = hi - 1;
+    return DV_OK;
+}
+
+/* ---- the verdict ------------------------------------------------------------------ */
+
+/* What an op's divergence alone usually means. */
+static const char *op_hint(const char *op)
+{
+    static const struct {
+        const char *op, *hint;
+    } hints[] = {
+        {"get_rows", "the embedding rows are dequantized wrongly"},
+        {"rmsnorm", "the norm: its eps, its mean or its weight"},
+        {"matmul", "the matrix product: its dequantization, tiling or accumulation"},
+        {"rope", "RoPE: the pairing of dimensions, the angles or the theta base"},
+        {"kq", "the attention scores: the causal mask, the 1/sqrt(head_dim) scale, the "
+               "kv head map or the K cache"},
+        {"softmax", "the softmax: its max, sum or normalization"},
+        {"kqv", "probabilities times V: the kv head map or the V cache"},
+        {"add", "the residual add"},
+        {"silu_mul", "silu(gate) * up"},
+    };
+    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+        if (!strcmp(hints[i].op, op)) return hints[i].hint;
+    return "this op";
+}
+
+static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
+{
+    char *v = r->verdict;
+    const size_t cap = sizeof r->verdict;
+    if (r->first_pass < 0) {
+        snprintf(v, cap, "no divergence above the noise floor over %d passes", r->n_pass);
+        return;
+    }
+    const struct dv_bisect_pass *p = &r->passes[r->first_pass];
+    size_t n = 0;
+#define PUT(...) (n += (size_t)snprintf(v + n, n < cap ? cap - n : 0, __VA_ARGS__))
+    if (p->pos0 > 0 && r->earlier_clean)
+        PUT("only passes with pos0 > 0 diverge (pass %d, pos0 %d; pass 0 is clean): the "
+            "mask or the KV cache. ", r->first_pass, p->pos0);
+    else if (r->first_pass == 0)
+        PUT("the first pass (pos0 0, no past tokens) already diverges. ");
+    const struct dv_cmp_row *f = &r->first;
+    PUT("It shows at %s (%s)", f->name, f->op);
+    if (r->culprit >= 0) {
+        const struct dv_replay_op *c = &r->ops[r->culprit];
+        const bool same = !strcmp(c->name, f->name);
+        PUT("%s: %s diverges alone on the test backend with the reference's inputs "
+            "(rel err %.3g, %.3g x its limit): %s.", same ? " and starts there" : "",
+            same ? "the op" : c->name, dv_metrics_rel_rms(&c->iso.m), c->iso.ratio,
+            op_hint(c->op));
+        if (!same) PUT(" It starts at %s (%s).", c->name, c->op);
+        if (!strcmp(c->op, "matmul") || !strcmp(c->op, "get_rows"))
+            PUT(" Weights: %s.", dv_type_name(r->wtype));
+    } else if (r->n_ops) {
+        PUT(": no op of %s%d diverges alone with the reference's inputs, so the error "
+            "comes in with the layer's input and is amplified (see the amplification "
+            "column); look at earlier layers or at accumulated rounding.",
+            r->replay_layer >= 0 ? "layer " : "the output ops", r->replay_layer);
+    } else {
+        PUT(".");
+    }
+    if (r->split_run) {
+        if (!r->split_logits_diverged)
+            PUT(" Layer split: the final logits stay within the noise floor with every "
+                "layer on the device, so a black-box logits check would miss this.");
+        else if (r->split_first_layer >= (int)m->cfg.n_layer)
+            PUT(" Layer split: the logits diverge only with output_norm and logits on "
+                "the device.");
+        else
+            PUT(" Layer split: the logits first diverge with %d layers on the device "
+                "(layer %d).", r->split_first_layer + 1, r->split_first_layer);
+    }
+#undef PUT
+}
+
+/* ---- the whole bisection ------------------------------------------------------------ */
+
+void dv_bisect_free(struct dv_bisect_result *r)
+{
+    if (!r) return;
+    free(r->passes);
+    free(r->ops);
+    free(r);
+}
+
+static dv_status make_dir(const char *dir)
+{
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
+        struct stat sb;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return DV_OK;
+        return dv_fail(DV_E_USAGE, "--keep-dumps %s: not a directory", dir);
+    }
+    return dv_fail(DV_E_IO, "--keep-dumps %s: %s", dir, strerror(errno));
+}
+
+struct run_state {
+    struct side sd[N_SIDES];
+    float *kc, *vc;                  /* the reference's cache, f32 */
+    void **logits[2];                /* [n_pass] ref and oracle logits */
+    struct dv_split_probe live_logits; /* the live run's, all layers on the device */
+};
+
+static dv_status keep_logits(struct run_state *rs, int pass)
+{
+    for (int k = 0; k < 2; k++) {
+        const struct side *s = &rs->sd[k ? SIDE_ORACLE : SIDE_REF];
+        if (s->kind < 0) continue;
+        const struct dv_captured *x = &s->cap.t[s->cap.n - 1];
+        const size_t bytes = (size_t)x->count * (s->cap.type == DV_TYPE_F64 ? 8 : 4);
+        if (!x->data || !(rs->logits[k][pass] = malloc(bytes)))
+            return dv_fail(DV_E_NOMEM, "out of memory");
+        memcpy(rs->logits[k][pass], x->data, bytes);
+    }
+    return DV_OK;
+}
+
+/* Run the schedule until the first pass with a divergence. */
+static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts *o,
+                          struct run_state *rs, struct dv_bisect_result *r)
+{
+    int pos = 0;
+    for (int p = 0; p < o->n_pass; pos += o->sched[p++]) {
+        struct dv_bisect_pass *bp = &r->passes[p];
+        for (int k = 0; k < N_SIDES; k++) {
+            if (rs->sd[k].kind < 0) continue;
+            dv_status st = dv_engine_forward(rs->sd[k].e, o->tokens + pos, o->sched[p], pos,
+                                             &rs->sd[k].hook);
+            if (st) return st;
+        }
+        bp->status = DV_BPASS_CLEAN;
+        bp->worst_ratio = 0;
+        for (int i = 0; i < rs->sd[SIDE_REF].cap.n; i++) {
+            struct dv_cmp_row w;
+            if (!judge_tensor(&w, m, o, rs->sd, i, p)) continue;
+            bp->n_tensors++;
+            if (w.ratio > bp->worst_ratio || !bp->worst[0]) {
+                bp->worst_ratio = w.ratio;
+                snprintf(bp->worst, sizeof bp->worst, "%s", w.name);
+            }
+            if (!strcmp(w.name, "logits")) {
+                rs->live_logits.diverged |= w.status == DV_ROW_DIVERGED;
+                if (w.ratio > rs->live_logits.ratio) rs->live_logits.ratio = w.ratio;
+            }
+            if (w.status != DV_ROW_DIVERGED) continue;
+            bp->n_diverged++;
+            if (r->first_pass < 0) r->first = w, r->first_pass = p;
+        }
+        if (!bp->n_tensors)
+            return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
+        keep_kv(m, &rs->sd[SIDE_REF].cap, rs->kc, rs->vc, o->n_tokens);
+        dv_status st = keep_logits(rs, p);
+        if (st) return st;
+        if (r->first_pass >= 0) {
+            bp->status = DV_BPASS_DIVERGED;
+            r->n_pass = p + 1;
+            return DV_OK;
+        }
+    }
+    r->n_pass = o->n_pass;
+    return DV_OK;
+}
+
+static dv_status check_opts(const struct dv_model *m, const struct dv_bisect_opts *o)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < o->n_pass; i++) sum += o->sched[i];
+    if (o->n_pass < 1 || sum != o->n_tokens || o->n_tokens < 1)
+        return dv_fail(DV_E_USAGE, "the pass schedule adds up to %lld tokens but there are %d",
+                       (long long)sum, o->n_tokens);
+    for (int i = 0; i < o->n_tokens; i++)
+        if (o->tokens[i] < 0 || o->tokens[i] >= m->cfg.n_vocab)
+            return dv_fail(DV_E_USAGE, "token %d is not below the vocab size %lld",
+                           o->tokens[i], (long long)m->cfg.n_vocab);
+    if (o->test != DV_BACKEND_VULKAN)
+        return dv_fail(DV_E_USAGE, "--test: only vulkan has a single-op runner to replay on");
+    if (o->ref < 0 || o->ref == DV_BACKEND_VULKAN)
+        return dv_fail(DV_E_USAGE, "--ref: cpu or cpu-f64");
+    if (o->oracle >= 0 && o->oracle != DV_BACKEND_CPU_F64)
+        return dv_fail(DV_E_USAGE, "--oracle: cpu-f64 or none");
+    return DV_OK;
+}
+
+dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
+                    struct dv_bisect_result **out)
+{
+    *out = NULL;
+    dv_status st = check_opts(m, o);
+    if (st) return st;
+    struct dv_bisect_result *r = calloc(1, sizeof *r);
+    struct run_state rs = {0};
+    if (!r || !(r->passes = calloc((size_t)o->n_pass, sizeof *r->passes))) {
+        free(r);
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    r->first_pass = r->replay_pass = -1;
+    r->culprit = r->split_first_layer = -1;
+    r->n_pass = o->n_pass;
+    r->wtype = m->layers[0].wq->type;
+    dv_inject_format(&o->inject, r->inject, sizeof r->inject);
+    int pos = 0, max_t = 1;
+    for (int i = 0; i < o->n_pass; pos += o->sched[i++]) {
+        r->passes[i] = (struct dv_bisect_pass){.pos0 = pos, .n_tokens = o->sched[i],
+                                               .status = DV_BPASS_NOT_RUN};
+        max_t = o->sched[i] > max_t ? o->sched[i] : max_t;
+    }
+    const int kinds[N_SIDES] = {o->test, o->ref, o->oracle};
+    char *descs[N_SIDES] = {r->test_desc, r->ref_desc, r->oracle_desc};
+    const size_t kvn = (size_t)m->cfg.n_layer * (size_t)o->n_tokens *
+                       (size_t)(m->cfg.n_head_kv * m->cfg.head_dim);
+    rs.kc = calloc(kvn ? kvn : 1, sizeof *rs.kc);
+    rs.vc = calloc(kvn ? kvn : 1, sizeof *rs.vc);
+    rs.logits[0] = calloc((size_t)o->n_pass, sizeof(void *));
+    rs.logits[1] = calloc((size_t)o->n_pass, sizeof(void *));
+    if (!rs.kc || !rs.vc || !rs.logits[0] || !rs.logits[1])
+        st = dv_fail(DV_E_NOMEM, "out of memory");
+    if (!st && o->keep_dir) st = make_dir(o->keep_dir);
+    for (int k = 0; k < N_SIDES; k++) rs.sd[k].kind = kinds[k];
+    const double t0 = now_s();
+    for (int k = 0; k < N_SIDES && !st; k++)
+        if (kinds[k] >= 0)
+            st = side_open(&rs.sd[k], m, o, k, max_t, r->inject, descs[k], sizeof r->test_desc);
+    if (!st) st = live_run(m, o, &rs, r);
+    for (int k = 0; k < N_SIDES; k++) {
+        dv_status c = side_close(&rs.sd[k], st == DV_OK);
+        if (!st) st = c;
+    }
+    r->run_s = now_s() - t0;
+
+    if (!st && r->first_pass >= 0) { /* where it starts */
+        const double t1 = now_s();
+        r->replay_pass = r->first_pass;
+        r->replay_layer = r->first.layer;
+        r->earlier_clean = true;
+        for (int p = 0; p < r->first_pass; p++)
+            r->earlier_clean &= r->passes[p].status == DV_BPASS_CLEAN;
+        pos = r->passes[r->first_pass].pos0;
+        st = dv_replay_layer(m, o, o->tokens + pos, r->replay_layer, &rs.sd[SIDE_TEST].cap,
+                             &rs.sd[SIDE_REF].cap,
+                             o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL, rs.kc, rs.vc,
+                             o->n_tokens, r);
+        r->replay_s = now_s() - t1;
+    }
+    if (!st && r->first_pass >= 0 && o->layer_split) {
+        const double t2 = now_s();
+        r->split_run = true;
+        struct split_ctx x = {.m = m, .o = o, .n_pass = r->n_pass, .ref_logits = rs.logits[0],
+                              .oracle_logits = o->oracle >= 0 ? rs.logits[1] : NULL,
+                              .ref_type = o->ref == DV_BACKEND_CPU_F64 ? DV_TYPE_F64
+                                                                        : DV_TYPE_F32,
+                              .oracle_type = DV_TYPE_F64};
+        /* every layer on the device is the live run: its logits decide for
+         * N = n_layer without another run */
+        rs.live_logits.gpu_layers = (int)m->cfg.n_layer;
+        r->probes[r->n_probes++] = rs.live_logits;
+        r->split_logits_diverged = rs.live_logits.diverged;
+        if (r->split_logits_diverged) st = split_search(&x, r);
+        r->split_s = now_s() - t2;
+    }
+    if (!st) build_verdict(m, r);
+    for (int k = 0; k < N_SIDES; k++) capture_free(&rs.sd[k].cap);
+    for (int k = 0; k < 2; k++)
+        for (int p = 0; rs.logits[k] && p < o->n_pass; p++) free(rs.logits[k][p]);
+    free(rs.logits[0]), free(rs.logits[1]);
+    free(rs.kc), free(rs.vc);
+    if (st) {
+        dv_bisect_free(r);
+        return st;
+    }
+    *out = r;
+    return DV_OK;
+}

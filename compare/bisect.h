@@ -1,0 +1,158 @@
+/*
+ * bisect.h - from "the GPU output is wrong" to the pass, layer and op where
+ * it starts (design.md, Bisect).
+ *
+ * 1. Live run: the test backend (vulkan), the reference (cpu) and the
+ *    oracle (cpu-f64) run the same pass schedule in lockstep, each on its
+ *    own KV cache. After each pass every tensor is judged as `diverge
+ *    compare` judges it (dv_cmp_judge: the oracle's noise floor, or the
+ *    policy's fixed limits without an oracle). The run stops after the
+ *    first pass with a divergent tensor: where the error shows.
+ * 2. Op replay: each op of that layer (or of output_norm/logits) runs alone
+ *    on the test backend's single-op runner (kernels/vk_ops.h, the kernels
+ *    of the forward pass, built with the same fault), fed the reference's
+ *    exact inputs of that pass, the reference's KV cache included, and is
+ *    judged against the reference op's output with the op run in f64 on
+ *    the same inputs as its oracle. The first op that diverges alone is the
+ *    culprit: where the error starts. Each op also gets its error in the
+ *    full run, its inputs' error there and their ratio (amplification).
+ * 3. Layer split (black-box): binary search on --gpu-layers N (layers
+ *    0..N-1 on the device, the rest on the CPU) for the smallest N whose
+ *    final logits diverge, over the passes up to the first divergent one.
+ */
+#ifndef DV_BISECT_H
+#define DV_BISECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compare.h"
+#include "fault.h"
+#include "model.h"
+#include "policy.h"
+
+struct dv_bisect_opts {
+    const char *model_path;     /* for the dumps' attributes */
+    int test, ref, oracle;      /* DV_BACKEND_*; oracle -1: none */
+    const int32_t *tokens;      /* [n_tokens] */
+    int n_tokens;
+    const int32_t *sched;       /* [n_pass] tokens per forward call */
+    int n_pass;
+    struct dv_inject inject;    /* the test backend's fault (fault 0: none) */
+    const char *device;         /* vulkan device selection, NULL default */
+    bool validation;
+    const struct dv_policy *policy;
+    const char *keep_dir;       /* write test.h5, ref.h5, oracle.h5 here */
+    bool layer_split;           /* run the --gpu-layers search */
+    void (*guard)(const char *tmp); /* told each dump's temporary path, or NULL */
+};
+
+enum dv_bisect_pass_status {
+    DV_BPASS_CLEAN,    /* every tensor within its limit */
+    DV_BPASS_DIVERGED, /* some tensor out of its limit */
+    DV_BPASS_NOT_RUN,  /* after the first divergent pass */
+};
+
+struct dv_bisect_pass {
+    int pos0, n_tokens, status;
+    int n_tensors, n_diverged;
+    double worst_ratio;     /* the largest ratio of the pass */
+    char worst[64];         /* its tensor */
+};
+
+enum dv_replay_role {
+    DV_ROLE_NONE,       /* a view: no op of its own, not replayed */
+    DV_ROLE_OK,         /* agrees alone and in the full run */
+    DV_ROLE_CULPRIT,    /* the first op that diverges alone */
+    DV_ROLE_ALSO,       /* diverges alone too, after the culprit */
+    DV_ROLE_PROPAGATED, /* diverges in the full run only: its inputs did */
+};
+
+/* One op of the replayed layer. */
+struct dv_replay_op {
+    char name[64];          /* "blk.2.kq" */
+    char op[16];            /* "kq" */
+    char inputs[96];        /* "blk.2.q_rope, blk.2.k_rope, k cache" */
+    int role;               /* enum dv_replay_role */
+    struct dv_cmp_row full; /* the test's tensor of the full run vs the reference */
+    struct dv_cmp_row iso;  /* the op alone on the test backend vs the reference */
+    double in_err;          /* largest rel_rms(test, ref) of its inputs in the full run */
+    double amp;             /* rel_rms of full.m over in_err; NaN when in_err is 0 */
+    int n_top;
+    struct {                /* the largest |alone - ref| of iso */
+        struct dv_cmp_where at;
+        double test, ref;
+    } top[3];
+};
+
+struct dv_split_probe {
+    int gpu_layers;         /* layers on the device */
+    bool diverged;          /* some pass's logits diverge */
+    double ratio;           /* the largest logits ratio */
+};
+
+struct dv_bisect_result {
+    int n_pass;
+    struct dv_bisect_pass *passes;
+    int first_pass;            /* -1: no divergence */
+    struct dv_cmp_row first;   /* the first divergent tensor (where it shows) */
+    bool earlier_clean;        /* every pass before first_pass was clean */
+    int replay_layer;          /* -1: output_norm/logits */
+    int replay_pass;
+    int n_ops;
+    struct dv_replay_op *ops;  /* the replayed layer's ops, in execution order */
+    int culprit;               /* index in ops, -1: none diverges alone */
+    /* layer split */
+    bool split_run;
+    bool split_logits_diverged; /* with every layer on the device */
+    int split_first_layer;      /* the first layer whose move to the device
+                                   makes the logits diverge; n_layer: output
+                                   ops; -1 unknown */
+    int n_probes;
+    struct dv_split_probe probes[40];
+    /* what ran */
+    char test_desc[512], ref_desc[512], oracle_desc[512];
+    char inject[64];
+    int wtype;                 /* the model's main weight type (blk.0 wq) */
+    double run_s, replay_s, split_s;
+    char verdict[1024];
+};
+
+/* Run the bisection of model m. DV_E_USAGE for bad options, DV_E_DEVICE
+ * and others for runtime failures. Free with dv_bisect_free(). */
+dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
+                    struct dv_bisect_result **out);
+void dv_bisect_free(struct dv_bisect_result *r);
+
+const char *dv_replay_role_name(int role);
+
+/* ---- inside the module (bisect.c, replay.c) ------------------------------ */
+
+/* One tensor of a pass as a backend handed it over. */
+struct dv_captured {
+    char name[48];
+    int layer, op, n_dims;
+    int64_t shape[4];
+    int64_t count;         /* values */
+    void *data;            /* NULL until taken */
+};
+
+/* A pass's tensors by execution order. */
+struct dv_capture {
+    int n;                 /* tensors per pass */
+    int type;              /* DV_TYPE_F32 or DV_TYPE_F64 */
+    int pos0, n_tokens;
+    struct dv_captured *t; /* [n] */
+};
+
+/* Fill r->ops, r->culprit for layer `layer` (-1: output_norm and logits)
+ * of the pass whose captures are test, ref and oracle (NULL without);
+ * kc/vc: the reference's cache of every layer [n_layer, n_ctx, kvd] (f32)
+ * holding positions < pos0 of earlier passes. */
+dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
+                          const int32_t *tokens, int layer, const struct dv_capture *test,
+                          const struct dv_capture *ref, const struct dv_capture *oracle,
+                          const float *kc, const float *vc, int n_ctx,
+                          struct dv_bisect_result *r);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * bisect_report.c - a bisection as text or JSON (bisect_report.h).
+ *
+ * "err" is the relative RMS difference to the reference,
+ * rms(test - ref) / rms(ref); "ratio" is a tensor's figure over its limit
+ * (the oracle's noise floor, or the policy's fixed limits), > 1 diverges.
+ */
+#include "bisect_report.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine.h"
+#include "jsonout.h"
+#include "term.h"
+#include "types.h"
+
+static void fmt_num(char *buf, size_t size, double v)
+{
+    if (isnan(v))
+        snprintf(buf, size, "-");
+    else if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(buf, size, "%.3g", v);
+}
+
+static void header(FILE *f, const struct dv_bisect_header *h, const struct dv_bisect_result *r)
+{
+    const struct dv_config *c = &h->m->cfg;
+    const struct dv_bisect_opts *o = h->o;
+    fprintf(f, "model    %s: %s, %lld layers, d_model %lld, %lld heads (%lld kv), vocab %lld, "
+            "weights %s\n", h->model_path, c->arch, (long long)c->n_layer,
+            (long long)c->d_model, (long long)c->n_head, (long long)c->n_head_kv,
+            (long long)c->n_vocab, dv_type_name(r->wtype));
+    fprintf(f, "test     %s%s%s\n", r->test_desc, r->inject[0] ? ", inject " : "", r->inject);
+    fprintf(f, "ref      %s\n", r->ref_desc);
+    fprintf(f, "oracle   %s\n", r->oracle_desc[0] ? r->oracle_desc : "none (the policy's fixed limits)");
+    fprintf(f, "tokens   %d in passes ", o->n_tokens);
+    for (int i = 0; i < o->n_pass; i++) fprintf(f, "%s%d", i ? "," : "", o->sched[i]);
+    fprintf(f, ":");
+    for (int i = 0; i < o->n_tokens && i < 32; i++) fprintf(f, " %d", o->tokens[i]);
+    fprintf(f, "%s\n", o->n_tokens > 32 ? " ..." : "");
+}
+
+static void pass_table(FILE *f, const struct dv_bisect_result *r, bool color)
+{
+    fprintf(f, "\n%4s %5s %6s %7s %8s %11s  %s\n", "pass", "pos0", "tokens", "tensors",
+            "diverged", "worst ratio", "worst tensor");
+    for (int i = 0; i < r->n_pass; i++) {
+        const struct dv_bisect_pass *p = &r->passes[i];
+        if (p->status == DV_BPASS_NOT_RUN) {
+            fprintf(f, "%4d %5d %6d %7s %8s %11s  not run: stopped at the first divergence\n",
+                    i, p->pos0, p->n_tokens, "-", "-", "-");
+            continue;
+        }
+        char ratio[32];
+        fmt_num(ratio, sizeof ratio, p->worst_ratio);
+        const bool bad = p->status == DV_BPASS_DIVERGED;
+        fprintf(f, "%4d %5d %6d %7d %s%8d%s %11s  %s%s\n", i, p->pos0, p->n_tokens,
+                p->n_tensors, bad ? DV_TERM_RED(color) : "", p->n_diverged,
+                bad ? DV_TERM_RESET(color) : "", ratio, p->worst,
+                bad ? "  <- first divergent pass" : "");
+    }
+}
+
+static void first_divergence(FILE *f, const struct dv_bisect_result *r)
+{
+    const struct dv_cmp_row *w = &r->first;
+    const struct dv_bisect_pass *p = &r->passes[r->first_pass];
+    char at[96], ratio[32];
+    dv_cmp_where_format(&w->max_at, at, sizeof at);
+    fmt_num(ratio, sizeof ratio, w->ratio);
+    fprintf(f, "\nfirst divergence (where it shows): pass %d (pos0 %d, %d tokens), %s (%s)\n",
+            r->first_pass, p->pos0, p->n_tokens, w->name, w->op);
+    fprintf(f, "  %s (ratio %s); rel err %.3g, largest |diff| %.3g at %s\n", w->why, ratio,
+            dv_metrics_rel_rms(&w->m), w->m.max_abs, at);
+}
+
+static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
+{
+    const char *test = r->test_desc;
+    fprintf(f, "\nop replay (where it starts): %s%d of pass %d, each op alone on %.*s with the "
+            "reference's inputs\n", r->replay_layer >= 0 ? "layer " : "the output ops, ",
+            r->replay_layer, r->replay_pass, (int)strcspn(test, " "), test);
+    fprintf(f, "  %-20s %-8s %10s %9s %10s %10s %9s  %s\n", "tensor", "op", "alone err",
+            "ratio", "full err", "input err", "amplif.", "role");
+    for (int k = 0; k < r->n_ops; k++) {
+        const struct dv_replay_op *op = &r->ops[k];
+        char ae[32] = "-", ar[32] = "-", fe[32], ie[32] = "-", am[32];
+        if (op->role != DV_ROLE_NONE) {
+            fmt_num(ae, sizeof ae, dv_metrics_rel_rms(&op->iso.m));
+            fmt_num(ar, sizeof ar, op->iso.ratio);
+            fmt_num(ie, sizeof ie, op->in_err);
+        }
+        fmt_num(fe, sizeof fe, dv_metrics_rel_rms(&op->full.m));
+        fmt_num(am, sizeof am, op->amp);
+        const bool hot = op->role == DV_ROLE_CULPRIT || op->role == DV_ROLE_ALSO;
+        fprintf(f, "  %-20s %-8s %10s %s%9s%s %10s %10s %9s  %s%s%s\n", op->name, op->op, ae,
+                hot ? DV_TERM_RED(color) : "", ar, hot ? DV_TERM_RESET(color) : "", fe, ie, am,
+                hot ? DV_TERM_BOLD(color) : "", dv_replay_role_name(op->role),
+                hot ? DV_TERM_RESET(color) : "");
+    }
+    if (r->culprit < 0) return;
+    const struct dv_replay_op *c = &r->ops[r->culprit];
+    fprintf(f, "  %s alone (inputs: %s), largest |alone - ref|:\n", c->name, c->inputs);
+    for (int k = 0; k < c->n_top; k++) {
+        char at[96];
+        dv_cmp_where_format(&c->top[k].at, at, sizeof at);
+        fprintf(f, "    %-34s alone %12.6g  ref %12.6g\n", at, c->top[k].test, c->top[k].ref);
+    }
+}
+
+static void split_line(FILE *f, const struct dv_bisect_result *r, int n_layer)
+{
+    fprintf(f, "\nlayer split (--gpu-layers N, final logits of passes 0-%d):", r->n_pass - 1);
+    for (int k = 0; k < r->n_probes; k++) {
+        char ratio[32];
+        fmt_num(ratio, sizeof ratio, r->probes[k].ratio);
+        fprintf(f, "%s N=%d %s (%s)", k ? "," : "", r->probes[k].gpu_layers,
+                r->probes[k].diverged ? "diverges" : "agrees", ratio);
+    }
+    if (!r->split_logits_diverged)
+        fprintf(f, "\n  the logits agree with every layer on the device\n");
+    else if (r->split_first_layer >= n_layer)
+        fprintf(f, "\n  -> only output_norm and logits on the device make them diverge\n");
+    else
+        fprintf(f, "\n  -> layer %d is the first whose move to the device makes them diverge\n",
+                r->split_first_layer);
+}
+
+int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
+                          const struct dv_bisect_result *r, bool color)
+{
+    header(f, h, r);
+    pass_table(f, r, color);
+    if (r->first_pass >= 0) {
+        first_divergence(f, r);
+        replay_table(f, r, color);
+        if (r->split_run) split_line(f, r, (int)h->m->cfg.n_layer);
+    }
+    const bool bad = r->first_pass >= 0;
+    fprintf(f, "\n%s%s%s%s\n", bad ? DV_TERM_RED(color) : DV_TERM_GREEN(color),
+            bad ? "DIVERGED: " : "clean: ", r->verdict, DV_TERM_RESET(color));
+    fprintf(f, "time     live run %.2f s, op replay %.2f s, layer split %.2f s\n", r->run_s,
+            r->replay_s, r->split_s);
+    fflush(f);
+    return ferror(f) ? -1 : 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static json_t *jrow(const struct dv_cmp_row *w)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:s}", "tensor", w->name,
+                          "layer", w->layer, "op", w->op, "status",
+                          dv_row_status_name(w->status), "rel_err",
+                          dv_jnum(dv_metrics_rel_rms(&w->m)), "ratio", dv_jnum(w->ratio),
+                          "max_abs", dv_jnum(w->m.max_abs), "max_abs_at",
+                          dv_jwhere(&w->max_at), "why", w->why);
+    json_object_set_new(o, "oracle", w->has_oracle
+        ? json_pack("{s:o, s:o, s:o}", "err_test", dv_jnum(w->err_test), "err_ref",
+                    dv_jnum(w->err_ref), "limit", dv_jnum(w->limit))
+        : json_null());
+    return o;
+}
+
+static json_t *jops(const struct dv_bisect_result *r)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < r->n_ops; k++) {
+        const struct dv_replay_op *op = &r->ops[k];
+        json_t *top = json_array();
+        for (int j = 0; j < op->n_top; j++)
+            json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "at",
+                dv_jwhere(&op->top[j].at), "alone", dv_jnum(op->top[j].test), "ref",
+                dv_jnum(op->top[j].ref)));
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}",
+            "tensor", op->name, "op", op->op, "inputs", op->inputs, "role",
+            dv_replay_role_name(op->role), "alone",
+            op->role == DV_ROLE_NONE ? json_null() : jrow(&op->iso), "full", jrow(&op->full),
+            "input_err", op->role == DV_ROLE_NONE ? json_null() : dv_jnum(op->in_err),
+            "amplification", dv_jnum(op->amp), "top", top));
+    }
+    return a;
+}
+
+static json_t *jsplit(const struct dv_bisect_result *r)
+{
+    if (!r->split_run) return json_null();
+    json_t *probes = json_array();
+    for (int k = 0; k < r->n_probes; k++)
+        json_array_append_new(probes, json_pack("{s:i, s:b, s:o}", "gpu_layers",
+            r->probes[k].gpu_layers, "diverged", r->probes[k].diverged, "ratio",
+            dv_jnum(r->probes[k].ratio)));
+    return json_pack("{s:b, s:o, s:o}", "logits_diverged", r->split_logits_diverged,
+                     "first_layer", r->split_logits_diverged ? json_integer(r->split_first_layer)
+                                                             : json_null(),
+                     "probes", probes);
+}
+
+int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
+                          const struct dv_bisect_result *r)
+{
+    const struct dv_bisect_opts *o = h->o;
+    json_t *tokens = json_array(), *sched = json_array(), *passes = json_array();
+    for (int i = 0; i < o->n_tokens; i++) json_array_append_new(tokens, json_integer(o->tokens[i]));
+    for (int i = 0; i < o->n_pass; i++) json_array_append_new(sched, json_integer(o->sched[i]));
+    static const char *status[] = {"clean", "diverged", "not run"};
+    for (int i = 0; i < r->n_pass; i++) {
+        const struct dv_bisect_pass *p = &r->passes[i];
+        json_array_append_new(passes, json_pack("{s:i, s:i, s:i, s:s, s:i, s:i, s:o, s:s}",
+            "index", i, "pos0", p->pos0, "n_tokens", p->n_tokens, "status", status[p->status],
+            "n_tensors", p->n_tensors, "n_diverged", p->n_diverged, "worst_ratio",
+            p->status == DV_BPASS_NOT_RUN ? json_null() : dv_jnum(p->worst_ratio),
+            "worst_tensor", p->worst));
+    }
+    json_t *first = json_null(), *replay = json_null();
+    if (r->first_pass >= 0) {
+        first = jrow(&r->first);
+        json_object_set_new(first, "pass", json_integer(r->first_pass));
+        json_object_set_new(first, "pos0", json_integer(r->passes[r->first_pass].pos0));
+        replay = json_pack("{s:i, s:i, s:o, s:o}", "pass", r->replay_pass, "layer",
+                           r->replay_layer, "culprit",
+                           r->culprit >= 0 ? json_string(r->ops[r->culprit].name) : json_null(),
+                           "ops", jops(r));
+    }
+    json_t *root = json_pack(
+        "{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b,"
+        " s:{s:f, s:f, s:f}}",
+        "schema", "diverge-bisect", "version", 1, "model", h->model_path, "weights",
+        dv_type_name(r->wtype), "test", r->test_desc, "ref", r->ref_desc, "oracle",
+        r->oracle_desc, "inject", r->inject, "tokens", tokens, "passes_schedule", sched,
+        "passes", passes, "first_divergence", first, "replay", replay, "layer_split",
+        jsplit(r), "verdict", r->verdict, "diverged", r->first_pass >= 0, "seconds", "run",
+        r->run_s, "replay", r->replay_s, "split", r->split_s);
+    if (!root) return -1;
+    int rc = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    fputc('\n', f);
+    fflush(f);
+    return rc || ferror(f) ? -1 : 0;
+}
