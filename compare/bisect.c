@@ -339,7 +339,7 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
     char *v = r->verdict;
     const size_t cap = sizeof r->verdict;
     if (r->first_pass < 0) {
-        snprintf(v, cap, "no divergence above the noise floor over %d passes", r->n_pass);
+        snprintf(v, cap, "no divergence above the noise floor over %d passes", r->n_run);
         return;
     }
     const struct dv_bisect_pass *p = &r->passes[r->first_pass];
@@ -463,11 +463,11 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         if (st) return st;
         if (r->first_pass >= 0) {
             bp->status = DV_BPASS_DIVERGED;
-            r->n_pass = p + 1;
+            r->n_run = p + 1;
             return DV_OK;
         }
     }
-    r->n_pass = o->n_pass;
+    r->n_run = o->n_pass;
     return DV_OK;
 }
 
@@ -554,7 +554,7 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     if (!st && r->first_pass >= 0 && o->layer_split) {
         const double t2 = now_s();
         r->split_run = true;
-        struct split_ctx x = {.m = m, .o = o, .n_pass = r->n_pass, .ref_logits = rs.logits[0],
+        struct split_ctx x = {.m = m, .o = o, .n_pass = r->n_run, .ref_logits = rs.logits[0],
                               .oracle_logits = o->oracle >= 0 ? rs.logits[1] : NULL,
                               .ref_type = o->ref == DV_BACKEND_CPU_F64 ? DV_TYPE_F64
                                                                         : DV_TYPE_F32,

@@ -92,7 +92,8 @@ struct dv_split_probe {
 };
 
 struct dv_bisect_result {
-    int n_pass;
+    int n_pass;                /* the schedule's passes */
+    int n_run;                 /* passes run: through the first divergent one */
     struct dv_bisect_pass *passes;
     int first_pass;            /* -1: no divergence */
     struct dv_cmp_row first;   /* the first divergent tensor (where it shows) */

@@ -114,7 +114,7 @@ static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
 
 static void split_line(FILE *f, const struct dv_bisect_result *r, int n_layer)
 {
-    fprintf(f, "\nlayer split (--gpu-layers N, final logits of passes 0-%d):", r->n_pass - 1);
+    fprintf(f, "\nlayer split (--gpu-layers N, final logits of passes 0-%d):", r->n_run - 1);
     for (int k = 0; k < r->n_probes; k++) {
         char ratio[32];
         fmt_num(ratio, sizeof ratio, r->probes[k].ratio);
