@@ -18,8 +18,13 @@
 // device, most on llvmpipe (lavapipe), where each load instruction is a
 // loop over the SIMD lanes.
 //
-// Each output is an f32 sum over k in increasing order, one product at a
-// time, with no atomics: the same inputs give the same bits. Rows past M,
+// Each output is an f32 sum in two levels: the products of one K tile in
+// increasing k, then the tile sums in increasing k0, with no atomics: the
+// same inputs give the same bits. One running sum over all of K would
+// carry a rounding error growing with K (measured on TinyLlama's K = 5632
+// ffn_down: 2-3x the CPU reference's error against the f64 oracle, whose
+// BLAS keeps several partial sums, so clean runs crossed bisect's noise
+// floor); two levels grow with BK + K/BK instead. Rows past M,
 // tokens past N and k past K are staged as 0 and never written, so any
 // M, N, K works (K a multiple of the type's block).
 #extension GL_GOOGLE_include_directive : require
@@ -82,19 +87,24 @@ void main()
     for (uint k0 = 0u; k0 < k_end; k0 += DV_MM_BK) {
         stage(tid, m0, n0, k0);
         barrier(); // the tiles are complete before anyone reads them
+        float part[TM][TN]; // this K tile's sums
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN; j++) part[i][j] = 0.0;
         for (uint q = 0u; q < KQ; q++) {
             vec4 a[TM], b[TN];
             for (uint i = 0u; i < TM; i++) a[i] = ws[tx + LX * i][q];
             for (uint j = 0u; j < TN; j++) b[j] = xs[ty + LY * j][q];
             for (uint i = 0u; i < TM; i++)
                 for (uint j = 0u; j < TN; j++) {
-                    float s = acc[i][j];
+                    float s = part[i][j];
                     s = dv_acc(s, a[i].x * b[j].x);
                     s = dv_acc(s, a[i].y * b[j].y);
                     s = dv_acc(s, a[i].z * b[j].z);
-                    acc[i][j] = dv_acc(s, a[i].w * b[j].w);
+                    part[i][j] = dv_acc(s, a[i].w * b[j].w);
                 }
         }
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN; j++) acc[i][j] = dv_acc(acc[i][j], part[i][j]);
         barrier(); // everyone is done reading before the next stage overwrites
     }
 
