@@ -153,7 +153,16 @@ void dv_logits_position(const double *ref, const double *test, int64_t V, int k,
     for (int64_t i = 0; i < V; i++) {
         const double lp = (ref[i] - mx) - lx, lq = (test[i] - my) - ly;
         const double p = exp(lp), q = exp(lq);
-        if (p > 0) kl += lq == -INFINITY ? INFINITY : p * (lp - lq);
+        /* p log(p/q) - p + q: the same sum when p and q each sum to 1, but
+         * every term is >= 0 (x log(x/y) >= x - y), so rounding cannot make
+         * the total negative (p log(p/q) alone gave -1.9e-16 on two nearly
+         * equal f32 runs); a term rounded below 0 counts as 0. */
+        if (lq == -INFINITY && p > 0)
+            kl = INFINITY;
+        else if (p > 0 || q > 0) {
+            const double term = (p > 0 ? p * (lp - lq) : 0) - p + q;
+            kl += term > 0 ? term : 0;
+        }
         const double d = fabs(p - q);
         if (d > maxd) maxd = d, row->max_abs_dp_id = (int32_t)i;
     }
