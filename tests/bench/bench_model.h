@@ -19,7 +19,7 @@ static inline dv_status bench_open_model(const char *path, struct dv_model **m)
     if (access(path, F_OK) != 0) {
         const char *slash = strrchr(path, '/');
         char name[128];
-        snprintf(name, sizeof name, "%s", slash ? slash + 1 : path);
+        snprintf(name, sizeof name, "%.127s", slash ? slash + 1 : path);
         char *dot = strstr(name, ".gguf");
         if (dot) *dot = '\0';
         fprintf(stderr, "bench: writing fixture %s to %s\n", name, path);

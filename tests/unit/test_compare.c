@@ -394,6 +394,368 @@ static void test_where_format(void **state)
     assert_string_equal(buf, "[2, 4]");
 }
 
+/* ---- dv_cmp_judge: one tensor in memory ----------------------------------- */
+
+/* The shapes of the tiny fixture: 2 layers, 4 heads of 16 (2 kv heads). */
+static const struct dv_config judge_cfg = {.n_vocab = 256, .d_model = 64, .n_layer = 2,
+                                           .n_head = 4, .n_head_kv = 2, .head_dim = 16,
+                                           .n_ff = 192, .n_rot = 16};
+
+/* blk.0.q [T, H, hd] of a pass of 3 tokens at pos0 5 */
+#define JT 3
+#define JH 4
+#define JD 16
+#define JN (JT * JH * JD)
+#define JPOS0 5
+
+/* A row as dv_cmp_judge's caller fills it: name, layer, op, shape and the
+ * tolerance policy p gives the tensor. */
+static void row_init(struct dv_cmp_row *w, const struct dv_policy *p, const char *name,
+                     int layer, const char *op, int n_dims, const int64_t *shape)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->layer = layer;
+    snprintf(w->op, sizeof w->op, "%s", op);
+    w->n_dims = n_dims;
+    memcpy(w->shape, shape, (size_t)n_dims * sizeof *shape);
+    dv_policy_lookup(p, name, op, &w->tol);
+}
+
+static void q_row(struct dv_cmp_row *w, const struct dv_policy *p)
+{
+    const int64_t shape[3] = {JT, JH, JD};
+    row_init(w, p, "blk.0.q", 0, "matmul", 3, shape);
+}
+
+/* The oracle's values (Gaussian, seeded) and the reference's: the same
+ * rounded to float, as a cpu dump holds a cpu-f64 one. */
+static void judge_data(double *oracle, float *ref, unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (int i = 0; i < JN; i++) ref[i] = (float)(oracle[i] = gsl_ran_gaussian(r, 1.0));
+    gsl_rng_free(r);
+}
+
+/* test[i] = ref[i] (1 + rel g_i), g standard Gaussian (seeded). */
+static void rel_noise(float *test, const float *ref, double rel, unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (int i = 0; i < JN; i++) test[i] = (float)(ref[i] * (1 + rel * gsl_ran_gaussian(r, 1.0)));
+    gsl_rng_free(r);
+}
+
+/* sqrt(sum (a - b)^2 / sum b^2) in double, a as float or double. */
+static double rel_rms_f(const float *a, const double *b, int n)
+{
+    double d2 = 0, b2 = 0;
+    for (int i = 0; i < n; i++) d2 += (a[i] - b[i]) * (a[i] - b[i]), b2 += b[i] * b[i];
+    return sqrt(d2 / b2);
+}
+
+/* Flat index of element (t, h, col) of a [JT, JH, JD] tensor. */
+static int q_at(int t, int h, int col) { return (t * JH + h) * JD + col; }
+
+static void test_judge_identical(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    double oracle[JN], wide[JN];
+    float ref[JN], test[JN];
+    judge_data(oracle, ref, 11);
+    memcpy(test, ref, sizeof test);
+    struct dv_cmp_row w;
+    /* fixed limits: nothing differs, every figure is 0 */
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_true(w.ratio == 0);
+    assert_false(w.has_oracle);
+    assert_int_equal(w.m.n, JN);
+    assert_int_equal(w.m.n_used, JN);
+    assert_true(w.m.max_abs == 0);
+    assert_string_equal(w.why, "");
+    /* an oracle equal to the reference: both errors 0, ratio 0 */
+    for (int i = 0; i < JN; i++) wide[i] = ref[i];
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, wide, DV_TYPE_F64);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_true(w.has_oracle);
+    assert_true(w.err_test == 0 && w.err_ref == 0 && w.ratio == 0);
+    /* the real oracle: err_test = err_ref = e (float rounding) and the
+     * ratio e / (m e + floor) stays under 1/m = 1/2 whatever e is */
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, oracle,
+                 DV_TYPE_F64);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_true(w.err_ref > 0 && w.err_test == w.err_ref);
+    assert_true(w.ratio < 1 / w.tol.oracle_m);
+    dv_policy_free(p);
+}
+
+/* Relative noise 1e-2 against an oracle: err_test ~1e-2, the limit
+ * 2 err_ref + 2^-20 ~1e-6, so ratio ~1e4. One element pushed by 1.0
+ * (the noise moves none by more than ~0.05) is where max_at must point. */
+static void test_judge_noise_with_oracle(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    double oracle[JN];
+    float ref[JN], test[JN];
+    judge_data(oracle, ref, 12);
+    rel_noise(test, ref, 1e-2, 13);
+    const int spike = q_at(2, 3, 5);
+    test[spike] += 1.0f;
+    int argmax = 0; /* the largest |test - ref|, found here independently */
+    for (int i = 1; i < JN; i++)
+        if (fabs((double)test[i] - ref[i]) > fabs((double)test[argmax] - ref[argmax])) argmax = i;
+    assert_int_equal(argmax, spike);
+    struct dv_cmp_row w;
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, oracle,
+                 DV_TYPE_F64);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(w.has_oracle);
+    /* the figures recomputed here: the same double sums of 192 terms, up
+     * to their order (192 u = 2e-14 relative); 1e-12 leaves 50x */
+    const double et = rel_rms_f(test, oracle, JN), er = rel_rms_f(ref, oracle, JN);
+    const double limit = w.tol.oracle_m * er + w.tol.oracle_floor;
+    assert_true(fabs(w.err_test - et) <= 1e-12 * et);
+    assert_true(fabs(w.err_ref - er) <= 1e-12 * er);
+    assert_true(fabs(w.limit - limit) <= 1e-12 * limit);
+    assert_true(fabs(w.ratio - et / limit) <= 1e-12 * (et / limit));
+    assert_true(w.ratio > 1000);
+    assert_non_null(strstr(w.why, "oracle"));
+    /* where: token 2 of the pass (position 7), head 3, column 5 */
+    assert_int_equal(w.max_at.flat, spike);
+    assert_int_equal(w.max_at.n_dims, 3);
+    assert_int_equal(w.max_at.index[0], 2);
+    assert_int_equal(w.max_at.index[1], 3);
+    assert_int_equal(w.max_at.index[2], 5);
+    assert_int_equal(w.max_at.token, 2);
+    assert_int_equal(w.max_at.pos, JPOS0 + 2);
+    assert_int_equal(w.max_at.head, 3);
+    assert_int_equal(w.max_at.col, 5);
+    assert_int_equal(w.max_at.key, -1);
+    assert_int_equal(w.m.max_abs_at, spike);
+    dv_policy_free(p);
+}
+
+/* A NaN the test makes where the reference is finite: always diverged,
+ * ratio +inf, with and without the oracle; a reference NaN only under
+ * nonfinite "any". */
+static void test_judge_nan(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    double oracle[JN];
+    float ref[JN], test[JN];
+    judge_data(oracle, ref, 14);
+    memcpy(test, ref, sizeof test);
+    const int at = q_at(1, 0, 9);
+    test[at] = NAN;
+    for (int with = 0; with < 2; with++) {
+        struct dv_cmp_row w;
+        q_row(&w, p);
+        dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32,
+                     with ? oracle : NULL, DV_TYPE_F64);
+        assert_int_equal(w.status, DV_ROW_DIVERGED);
+        assert_true(isinf(w.ratio) && w.ratio > 0);
+        assert_int_equal(w.m.bad_test, 1);
+        assert_int_equal(w.m.nan_test, 1);
+        assert_int_equal(w.m.n_used, JN - 1);
+        assert_int_equal(w.bad_at.flat, at);
+        assert_int_equal(w.bad_at.token, 1);
+        assert_int_equal(w.bad_at.pos, JPOS0 + 1);
+        assert_int_equal(w.bad_at.head, 0);
+        assert_int_equal(w.bad_at.col, 9);
+        if (with) assert_true(isinf(w.err_test));
+    }
+    /* the NaN in the reference instead: not the test's fault by default */
+    struct dv_cmp_row w;
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_int_equal(w.m.bad_ref, 1);
+    assert_int_equal(w.bad_at.flat, at);
+    dv_policy_free(p);
+    static const char any[] = "{\"default\": {\"nonfinite\": \"any\"}}";
+    assert_int_equal(dv_policy_parse(any, strlen(any), "any.json", &p), DV_OK);
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(isinf(w.ratio));
+    dv_policy_free(p);
+}
+
+/* Without an oracle the policy's fixed limits judge: the built-in nmse
+ * 1e-6 (relative noise r gives nmse ~r^2), or any limit a policy sets. */
+static void test_judge_fixed_limits(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    double oracle[JN];
+    float ref[JN], test[JN];
+    judge_data(oracle, ref, 15);
+    double wide_ref[JN];
+    for (int i = 0; i < JN; i++) wide_ref[i] = ref[i];
+    struct dv_cmp_row w;
+    /* noise 1e-4: nmse ~1e-8, ratio ~1e-2 of the limit */
+    rel_noise(test, ref, 1e-4, 16);
+    q_row(&w, p);
+    assert_true(w.tol.nmse == 1e-6 && isinf(w.tol.max_abs)); /* the built-in policy */
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    const double e = rel_rms_f(test, wide_ref, JN), nmse = e * e;
+    assert_int_equal(w.status, DV_ROW_OK);
+    /* nmse recomputed here: the same double sums up to their order; a
+     * square root and a square add 2 u, all far under 1e-12 */
+    assert_true(fabs(w.ratio - nmse / w.tol.nmse) <= 1e-12 * (nmse / w.tol.nmse));
+    assert_true(w.ratio > 1e-3 && w.ratio < 0.1);
+    assert_string_equal(w.why, "");
+    /* the same test against the oracle: the floor (~1e-6 relative) is
+     * 100x under its 1e-4 error, so it diverges there */
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, oracle,
+                 DV_TYPE_F64);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(w.ratio > 10);
+    /* noise 1e-2: nmse ~1e-4, ratio ~100 */
+    rel_noise(test, ref, 1e-2, 17);
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(w.ratio > 10 && w.ratio < 1000);
+    assert_true(strncmp(w.why, "nmse", 4) == 0);
+    dv_policy_free(p);
+    /* a policy of max_abs 0.125 alone: one value off by exactly 0.25
+     * (ref 1, test 1.25: exact in float) gives ratio exactly 2 */
+    static const char pol[] = "{\"default\": {\"nmse\": null, \"max_abs\": 0.125}}";
+    assert_int_equal(dv_policy_parse(pol, strlen(pol), "max_abs.json", &p), DV_OK);
+    memcpy(test, ref, sizeof test);
+    const int at = q_at(0, 2, 15);
+    ref[at] = 1.0f, test[at] = 1.25f;
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(w.ratio == 2.0);
+    assert_true(strncmp(w.why, "max_abs", 7) == 0);
+    assert_int_equal(w.max_at.flat, at);
+    assert_int_equal(w.max_at.token, 0);
+    assert_int_equal(w.max_at.head, 2);
+    assert_int_equal(w.max_at.col, 15);
+    dv_policy_free(p);
+}
+
+/* Scores [H, T, n_kv] with the causal mask: -inf on both sides is
+ * neither used nor bad; the worst element is named by head, token, key. */
+static void test_judge_masked_scores(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    enum { H = 4, T = 3, NKV = JPOS0 + T, N = H * T * NKV };
+    float ref[N], test[N];
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 18);
+    int n_masked = 0;
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < NKV; j++) {
+                bool masked = j > JPOS0 + t;
+                ref[(h * T + t) * NKV + j] = masked ? -INFINITY : (float)gsl_ran_gaussian(r, 1.0);
+                n_masked += masked;
+            }
+    gsl_rng_free(r);
+    memcpy(test, ref, sizeof test);
+    const int64_t shape[3] = {H, T, NKV};
+    struct dv_cmp_row w;
+    row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_true(w.ratio == 0);
+    assert_int_equal(w.m.n_used, N - n_masked);
+    assert_int_equal(w.m.bad_test + w.m.bad_ref, 0);
+    const int at = (2 * T + 1) * NKV + 4; /* head 2, token 1, key 4 */
+    test[at] += 0.5f;
+    row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_int_equal(w.max_at.flat, at);
+    assert_int_equal(w.max_at.head, 2);
+    assert_int_equal(w.max_at.token, 1);
+    assert_int_equal(w.max_at.pos, JPOS0 + 1);
+    assert_int_equal(w.max_at.key, 4);
+    assert_int_equal(w.max_at.col, -1);
+    /* a mask the test lost (finite where the reference has -inf) is the
+     * reference's non-finite value unmatched: counted, fatal only under
+     * nonfinite "any"; a -inf the test adds is always fatal */
+    memcpy(test, ref, sizeof test);
+    test[(0 * T + 0) * NKV + NKV - 1] = 0.0f;
+    row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.m.bad_ref, 1);
+    memcpy(test, ref, sizeof test);
+    test[0] = -INFINITY; /* head 0, token 0, key 0: never masked */
+    row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_DIVERGED);
+    assert_true(isinf(w.ratio));
+    assert_int_equal(w.bad_at.flat, 0);
+    assert_int_equal(w.bad_at.key, 0);
+    dv_policy_free(p);
+}
+
+/* dv_cmp_judge on a tensor read from the dumps gives dv_compare's row
+ * for it: the same sums in the same order, so the same bits. */
+static void test_judge_equals_compare(void **state)
+{
+    double rel = 1e-4;
+    struct change ch = {.pass = 2, .name = "blk.0.ffn_up", .edit = add_noise, .arg = &rel};
+    const char *path = copy_dump("judge.h5", &ch);
+    struct dv_cmp_result *c = compare(path, true);
+    const struct dv_cmp_row *want = expect_first(c, 2, "blk.0.ffn_up");
+    struct dv_reader *a, *b, *o;
+    assert_int_equal(dv_reader_open(path, &a), DV_OK);
+    assert_int_equal(dv_reader_open(ref_path, &b), DV_OK);
+    assert_int_equal(dv_reader_open(oracle_path, &o), DV_OK);
+    int pa = dv_reader_find_pass(a, 2), pb = dv_reader_find_pass(b, 2);
+    int po = dv_reader_find_pass(o, 2);
+    int ta = dv_reader_find_tensor(a, pa, "blk.0.ffn_up");
+    int tb = dv_reader_find_tensor(b, pb, "blk.0.ffn_up");
+    int to = dv_reader_find_tensor(o, po, "blk.0.ffn_up");
+    assert_true(ta >= 0 && tb >= 0 && to >= 0);
+    const struct dv_reader_tensor *t = &b->passes[pb].tensors[tb];
+    float *xa = malloc((size_t)t->n_elems * sizeof *xa), *xb = malloc((size_t)t->n_elems * sizeof *xb);
+    double *xo = malloc((size_t)t->n_elems * sizeof *xo);
+    assert_int_equal(dv_reader_read(a, pa, ta, DV_TYPE_F32, xa), DV_OK);
+    assert_int_equal(dv_reader_read(b, pb, tb, DV_TYPE_F32, xb), DV_OK);
+    assert_int_equal(dv_reader_read(o, po, to, DV_TYPE_F64, xo), DV_OK);
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    struct dv_cmp_row w;
+    row_init(&w, p, t->name, t->layer, t->op, t->n_dims, t->shape);
+    dv_cmp_judge(&w, &b->cfg, b->passes[pb].pos0, xa, DV_TYPE_F32, xb, DV_TYPE_F32, xo,
+                 DV_TYPE_F64);
+    assert_int_equal(w.status, want->status);
+    assert_true(w.ratio == want->ratio);
+    assert_true(w.err_test == want->err_test && w.err_ref == want->err_ref);
+    assert_true(w.limit == want->limit);
+    assert_string_equal(w.why, want->why);
+    assert_int_equal(w.max_at.flat, want->max_at.flat);
+    assert_int_equal(w.max_at.token, want->max_at.token);
+    assert_int_equal(w.max_at.pos, want->max_at.pos);
+    assert_int_equal(w.max_at.col, want->max_at.col);
+    assert_int_equal(w.m.n, want->m.n);
+    assert_true(w.m.sum_d2 == want->m.sum_d2);
+    free(xa), free(xb), free(xo);
+    dv_policy_free(p);
+    dv_reader_free(a);
+    dv_reader_free(b);
+    dv_reader_free(o);
+    dv_cmp_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +768,12 @@ int main(void)
         cmocka_unit_test(test_other_tokens_are_not_compared),
         cmocka_unit_test(test_oracle_of_another_run_is_refused),
         cmocka_unit_test(test_where_format),
+        cmocka_unit_test(test_judge_identical),
+        cmocka_unit_test(test_judge_noise_with_oracle),
+        cmocka_unit_test(test_judge_nan),
+        cmocka_unit_test(test_judge_fixed_limits),
+        cmocka_unit_test(test_judge_masked_scores),
+        cmocka_unit_test(test_judge_equals_compare),
     };
     return cmocka_run_group_tests(tests, setup, tu_group_teardown);
 }
