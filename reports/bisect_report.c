@@ -130,6 +130,27 @@ static void split_line(FILE *f, const struct dv_bisect_result *r, int n_layer)
                 r->split_first_layer);
 }
 
+/* text after `lead`, wrapped at 78 columns, continuation lines indented. */
+static void wrapped(FILE *f, const char *lead, const char *text)
+{
+    int col = fprintf(f, "%s", lead);
+    const char *p = text;
+    while (*p) {
+        const size_t w = strcspn(p, " ");
+        if (col > 2 && col + 1 + (int)w > 78) {
+            fprintf(f, "\n  ");
+            col = 2;
+        } else if (p != text) {
+            fputc(' ', f);
+            col++;
+        }
+        col += fprintf(f, "%.*s", (int)w, p);
+        p += w;
+        while (*p == ' ') p++;
+    }
+    fputc('\n', f);
+}
+
 int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
                           const struct dv_bisect_result *r, bool color)
 {
@@ -141,8 +162,9 @@ int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
         if (r->split_run) split_line(f, r, (int)h->m->cfg.n_layer);
     }
     const bool bad = r->first_pass >= 0;
-    fprintf(f, "\n%s%s%s%s\n", bad ? DV_TERM_RED(color) : DV_TERM_GREEN(color),
-            bad ? "DIVERGED: " : "clean: ", r->verdict, DV_TERM_RESET(color));
+    fprintf(f, "\n%s", bad ? DV_TERM_RED(color) : DV_TERM_GREEN(color));
+    wrapped(f, bad ? "DIVERGED: " : "clean: ", r->verdict);
+    fprintf(f, "%s", DV_TERM_RESET(color));
     fprintf(f, "time     live run %.2f s, op replay %.2f s, layer split %.2f s\n", r->run_s,
             r->replay_s, r->split_s);
     fflush(f);
