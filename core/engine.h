@@ -42,6 +42,9 @@ struct dv_engine_opts {
                            the rest on the CPU reference; -1: none */
     int inject;         /* DV_FAULT_* (kernels/fault.h), 0 none */
     int inject_layer;   /* the fault's layer, -1 every layer */
+    /* cpu backends inside a split run only: layers below this one run
+     * elsewhere, so their weights are not loaded (0: all) */
+    int cpu_layer0;
 };
 
 /* What one forward call computes. */

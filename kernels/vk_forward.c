@@ -216,7 +216,9 @@ static dv_status vk_open(const struct dv_model *m, const struct dv_engine_opts *
     if (!st) st = alloc_state(s);
     if (!st) st = upload_weights(s);
     if (!st && s->logits_on_cpu) {
-        struct dv_engine_opts co = {.n_ctx = o->n_ctx, .n_batch = o->n_batch};
+        /* the CPU never runs the device's layers: it loads only its own */
+        struct dv_engine_opts co = {.n_ctx = o->n_ctx, .n_batch = o->n_batch,
+                                    .cpu_layer0 = s->gpu_layers};
         st = dv_backend_cpu.open(m, &co, &s->cpu);
     }
     if (st) {
