@@ -173,9 +173,8 @@ static dv_status side_close(struct side *s, bool ok)
 
 /* ---- judging a pass ----------------------------------------------------------- */
 
-/* Fill row's identity from a captured tensor and look up its tolerance. */
-static void row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pass,
-                    const struct dv_policy *p)
+void dv_bisect_row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pass,
+                       const struct dv_policy *p)
 {
     memset(w, 0, sizeof *w);
     w->pass = pass;
@@ -200,7 +199,7 @@ static bool judge_tensor(struct dv_cmp_row *w, const struct dv_model *m,
     const struct dv_captured *orc = sd[SIDE_ORACLE].kind >= 0 ? &sd[SIDE_ORACLE].cap.t[i] : NULL;
     if (!same_tensor(t, r)) return false;
     if (orc && !same_tensor(orc, r)) orc = NULL;
-    row_for(w, r, pass, o->policy);
+    dv_bisect_row_for(w, r, pass, o->policy);
     dv_cmp_judge(w, &m->cfg, sd[SIDE_REF].cap.pos0, t->data, sd[SIDE_TEST].cap.type, r->data,
                  sd[SIDE_REF].cap.type, orc ? orc->data : NULL,
                  orc ? sd[SIDE_ORACLE].cap.type : 0);
@@ -258,7 +257,7 @@ static dv_status split_take(void *u, const struct dv_tensor_desc *d, const void 
     struct dv_captured id = {.layer = -1, .op = d->op, .n_dims = d->n_dims};
     snprintf(id.name, sizeof id.name, "%s", d->name);
     memcpy(id.shape, d->shape, sizeof id.shape);
-    row_for(&w, &id, d->pass, x->o->policy);
+    dv_bisect_row_for(&w, &id, d->pass, x->o->policy);
     dv_cmp_judge(&w, &x->m->cfg, d->pos0, data, d->type, x->ref_logits[d->pass], x->ref_type,
                  x->oracle_logits ? x->oracle_logits[d->pass] : NULL, x->oracle_type);
     x->diverged |= w.status == DV_ROW_DIVERGED;

@@ -146,6 +146,11 @@ struct dv_capture {
     struct dv_captured *t; /* [n] */
 };
 
+/* A row for captured tensor x of pass `pass`: its identity (name, layer,
+ * op, shape) and its tolerance from policy p, ready for dv_cmp_judge. */
+void dv_bisect_row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pass,
+                       const struct dv_policy *p);
+
 /* Fill r->ops, r->culprit for layer `layer` (-1: output_norm and logits)
  * of the pass whose captures are test, ref and oracle (NULL without);
  * kc/vc: the reference's cache of every layer [n_layer, n_ctx, kvd] (f32)

@@ -274,14 +274,7 @@ static void full_row(struct rp *x, const struct dv_bisect_opts *o, int i, int pa
                      struct dv_cmp_row *w)
 {
     const struct dv_captured *r = &x->ref->t[i];
-    memset(w, 0, sizeof *w);
-    w->pass = pass;
-    snprintf(w->name, sizeof w->name, "%s", r->name);
-    w->layer = r->layer;
-    snprintf(w->op, sizeof w->op, "%s", dv_op_name(r->op));
-    w->n_dims = r->n_dims;
-    memcpy(w->shape, r->shape, sizeof w->shape);
-    dv_policy_lookup(o->policy, w->name, w->op, &w->tol);
+    dv_bisect_row_for(w, r, pass, o->policy);
     const struct dv_captured *t = &x->test->t[i];
     const struct dv_captured *orc = x->oracle ? &x->oracle->t[i] : NULL;
     if (!t->data || !r->data) return;
