@@ -77,6 +77,8 @@ struct dv_vkops {
     struct dv_vk *vk;
     int fault;
     struct dv_vk_kernel k[K_COUNT][N_WTYPES][2]; /* [kernel][type][faulty] */
+    /* matvec, per its specialization: [tokens per group - 1][x aligned][type][faulty] */
+    struct dv_vk_kernel mv[DV_MV_NT][2][N_WTYPES][2];
 };
 
 static int wslot(int t)
@@ -108,26 +110,32 @@ void dv_vkops_free(struct dv_vkops *o)
         for (int t = 0; t < N_WTYPES; t++)
             for (int f = 0; f < 2; f++)
                 if (o->k[k][t][f].pipeline) dv_vk_kernel_free(o->vk, &o->k[k][t][f]);
+    struct dv_vk_kernel *mv = &o->mv[0][0][0][0];
+    for (size_t i = 0; i < sizeof o->mv / sizeof *mv; i++)
+        if (mv[i].pipeline) dv_vk_kernel_free(o->vk, &mv[i]);
     free(o);
 }
 
 struct dv_vk *dv_vkops_vk(const struct dv_vkops *o) { return o->vk; }
 
 /* The pipeline of kernel id for weight type wtype (untyped kernels: any),
- * with the fault when faulty and the fault concerns the kernel. */
+ * with the fault when faulty and the fault concerns the kernel; matvec
+ * also specialized for nt tokens per workgroup (1..DV_MV_NT) and xv, x
+ * rows 16-byte aligned (the other kernels: nt 0). */
 static dv_status kernel(struct dv_vkops *o, enum kernel_id id, int wtype, bool faulty,
-                        const struct dv_vk_kernel **out)
+                        uint32_t nt, bool xv, const struct dv_vk_kernel **out)
 {
     const int slot = kernels[id].typed ? wslot(wtype) : 0;
     if (slot < 0)
         return dv_fail(DV_E_INPUT, "vulkan: no kernel for weight type %s", dv_type_name(wtype));
     const bool f = faulty && (kernels[id].faults >> o->fault & 1);
-    struct dv_vk_kernel *k = &o->k[id][slot][f];
+    struct dv_vk_kernel *k = id == K_MATVEC ? &o->mv[nt - 1][xv][slot][f] : &o->k[id][slot][f];
     if (!k->pipeline) {
-        const uint32_t spec[2] = {kernels[id].typed ? (uint32_t)wtype : 0,
-                                  f ? (uint32_t)o->fault : 0};
+        const uint32_t spec[4] = {kernels[id].typed ? (uint32_t)wtype : 0,
+                                  f ? (uint32_t)o->fault : 0, nt, xv};
         dv_status s = dv_vk_kernel_new(o->vk, kernels[id].spv->code, kernels[id].spv->bytes,
-                                       kernels[id].n_bufs, kernels[id].push_size, spec, 2, k);
+                                       kernels[id].n_bufs, kernels[id].push_size, spec,
+                                       id == K_MATVEC ? 4 : 2, k);
         if (s) return s;
     }
     *out = k;
@@ -142,16 +150,24 @@ static bool fits(struct dv_vk_t v, uint64_t n)
 
 static uint32_t cdiv(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
 
-static dv_status run(struct dv_vkops *o, enum kernel_id id, int wtype, bool faulty,
-                     const struct dv_vk_buf *const *bufs, const void *push, uint32_t gx,
-                     uint32_t gy, uint32_t gz)
+/* Dispatch kernel id (matvec: specialized as nt, xv; see kernel()). */
+static dv_status run_spec(struct dv_vkops *o, enum kernel_id id, int wtype, bool faulty,
+                          uint32_t nt, bool xv, const struct dv_vk_buf *const *bufs,
+                          const void *push, uint32_t gx, uint32_t gy, uint32_t gz)
 {
     const struct dv_vk_kernel *k = NULL;
-    dv_status s = kernel(o, id, wtype, faulty, &k);
+    dv_status s = kernel(o, id, wtype, faulty, nt, xv, &k);
     if (s) return s;
     if (!gx || !gy || !gz) return DV_OK; /* nothing to compute */
     const uint32_t groups[3] = {gx, gy, gz};
     return dv_vk_dispatch(o->vk, k, bufs, push, groups);
+}
+
+static dv_status run(struct dv_vkops *o, enum kernel_id id, int wtype, bool faulty,
+                     const struct dv_vk_buf *const *bufs, const void *push, uint32_t gx,
+                     uint32_t gy, uint32_t gz)
+{
+    return run_spec(o, id, wtype, faulty, 0, false, bufs, push, gx, gy, gz);
 }
 
 static dv_status out_of_bounds(const char *op)
@@ -221,8 +237,14 @@ dv_status dv_vkop_matmul(struct dv_vkops *o, bool faulty, const struct dv_vk_wei
     if (!fits(x, (uint64_t)N * K) || !fits(y, (uint64_t)N * M)) return out_of_bounds("matmul");
     struct dv_push_matmul p = {M, N, K, w->row_bytes, x.off, y.off};
     const struct dv_vk_buf *b[] = {&w->buf, x.b, y.b};
-    if (N <= DV_MV_MAX_N) /* decode: threads split K, a few rows per group */
-        return run(o, K_MATVEC, w->type, faulty, b, &p, cdiv(M, DV_MV_ROWS), N, 1);
+    if (N && N <= DV_MV_MAX_N) {
+        /* decode and small batches: groups of at most DV_MV_NT tokens, as
+         * even as can be (13 tokens: 2 of 7), the kernel built for that many */
+        const uint32_t groups = cdiv(N, DV_MV_NT), nt = cdiv(N, groups);
+        const bool xv = x.off % 4 == 0 && K % 4 == 0;
+        return run_spec(o, K_MATVEC, w->type, faulty, nt, xv, b, &p, cdiv(M, DV_MV_ROWS),
+                        groups, 1);
+    }
     return run(o, K_MATMUL, w->type, faulty, b, &p, cdiv(M, DV_MM_BM), cdiv(N, DV_MM_BN), 1);
 }
 

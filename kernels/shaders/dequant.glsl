@@ -38,6 +38,8 @@
 layout(constant_id = DV_SPEC_WTYPE) const uint WTYPE = 0;
 layout(constant_id = DV_SPEC_FAULT) const uint FAULT = 0;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
+// The same buffer 16 bytes at a time, for fields known to be 16-byte aligned.
+layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 
 // Weight type ids, as core/types.h (and GGUF) number them.
 const uint DV_W_F32 = 0u;
@@ -158,37 +160,61 @@ vec4 dv_dq4_q4_0(uint rb, uint k)
     return vec4(n - 8) * d;
 }
 
-// 6-bit scale (x) and min (y) of q4_k sub-block j (0..7) of the block at
-// byte base, as get_scale_min_k4: sub-blocks 0..3 keep theirs in the low 6
-// bits of scales[j] and scales[j + 4]; 4..7 their low 4 bits in
-// scales[j + 4], their top 2 bits in the spare bits of scales[j - 4]
-// (scale) and scales[j] (min).
-uvec2 dv_q4_k_scale_min(uint base, uint j)
+// 6-bit scale (x) and min (y) of q4_k sub-block j (0..7), as
+// get_scale_min_k4, from the block's 12 scale bytes s (3 words,
+// little-endian): sub-blocks 0..3 keep theirs in the low 6 bits of
+// scales[j] and scales[j + 4]; 4..7 their low 4 bits in scales[j + 4],
+// their top 2 bits in the spare bits of scales[j - 4] (scale) and
+// scales[j] (min). Bytes j & 3, + 4, + 8 are the same byte of each word.
+uvec2 dv_q4_k_scale_min(uvec3 s, uint j)
 {
-    const uint s = base + DV_Q4_K_SCALES;
-    if (j < 4u) return uvec2(dv_w_byte(s + j) & 63u, dv_w_byte(s + j + 4u) & 63u);
-    const uint b4 = dv_w_byte(s + j + 4u);
-    return uvec2((b4 & 15u) | ((dv_w_byte(s + j - 4u) >> 6) << 4),
-                 (b4 >> 4) | ((dv_w_byte(s + j) >> 6) << 4));
+    const uint sh = (j & 3u) << 3;
+    const uint a = (s.x >> sh) & 0xffu, b = (s.y >> sh) & 0xffu, c = (s.z >> sh) & 0xffu;
+    if (j < 4u) return uvec2(a & 63u, b & 63u);
+    return uvec2((c & 15u) | ((a >> 6) << 4), (c >> 4) | ((b >> 6) << 4));
 }
 
-// x = (d * sc) * q - (dmin * m), two roundings kept apart
-// (dequantize_row_q4_k). Sub-block s = j / 32 is the low nibbles of
-// qs[32 (s/2) ..] when s is even, the high nibbles when odd.
-// Fault q4k-scale: sub-block s takes the scale (not the min) of s ^ 1.
+// A q4_k block's first 16 bytes, one uvec4: f16 d | dmin << 16, then the
+// 12 scale bytes. A block starts 16-byte aligned: rows are whole blocks of
+// 144 = 9 * 16 bytes, and the buffer starts aligned.
+uvec4 dv_q4_k_head(uint base)
+{
+    return w4[base >> 4];
+}
+
+// The two products of dequantize_row_q4_k for sub-block j of the block
+// with header h: d * sc (x) and dmin * m (y), each rounded once.
+// Fault q4k-scale: sub-block j takes the scale (not the min) of j ^ 1.
+vec2 dv_q4_k_dm(uvec4 h, uint j)
+{
+    uvec2 sm = dv_q4_k_scale_min(h.yzw, j);
+    if (FAULT == DV_FAULT_Q4K_SCALE) sm.x = dv_q4_k_scale_min(h.yzw, j ^ 1u).x;
+    precise const float d1 = dv_half(h.x & 0xffffu) * float(sm.x);
+    precise const float m1 = dv_half(h.x >> 16) * float(sm.y);
+    return vec2(d1, m1);
+}
+
+// x = d1 * q - m1 for the low nibbles of the 4 bytes of q (dm from
+// dv_q4_k_dm), two roundings kept apart.
+vec4 dv_q4_k_values(vec2 dm, uint q)
+{
+    const vec4 n = vec4(q & 15u, (q >> 8) & 15u, (q >> 16) & 15u, (q >> 24) & 15u);
+    precise const vec4 x = dm.x * n - dm.y;
+    return x;
+}
+
+// x = (d * sc) * q - (dmin * m) (dequantize_row_q4_k). Sub-block s = j / 32
+// is the low nibbles of qs[32 (s/2) ..] when s is even, the high nibbles
+// when odd. The header is one 16-byte load and qs one aligned word: a
+// group of 4 costs two loads (llvmpipe runs each load as a loop over its
+// SIMD lanes, so their number is what counts there).
 vec4 dv_dq4_q4_k(uint rb, uint k)
 {
     const uint base = rb + DV_Q4_K_BYTES * (k >> 8);
     const uint j = k & 255u, s = j >> 5;
-    uvec2 sm = dv_q4_k_scale_min(base, s);
-    if (FAULT == DV_FAULT_Q4K_SCALE) sm.x = dv_q4_k_scale_min(base, s ^ 1u).x;
-    const float d = dv_half(dv_w_u16(base)), dmin = dv_half(dv_w_u16(base + 2u));
-    const uint q = dv_w_u32(base + DV_Q4_K_QS + 32u * (s >> 1) + (j & 31u)) >> ((s & 1u) << 2);
-    const vec4 n = vec4(q & 15u, (q >> 8) & 15u, (q >> 16) & 15u, (q >> 24) & 15u);
-    precise const float d1 = d * float(sm.x);
-    precise const float m1 = dmin * float(sm.y);
-    precise const vec4 x = d1 * n - m1;
-    return x;
+    const vec2 dm = dv_q4_k_dm(dv_q4_k_head(base), s);
+    const uint q = w[(base + DV_Q4_K_QS + 32u * (s >> 1) + (j & 31u)) >> 2];
+    return dv_q4_k_values(dm, q >> ((s & 1u) << 2));
 }
 
 // x = (d * sc) * (q6 - 32) (dequantize_row_q6_k). The 256 values are two

@@ -27,6 +27,8 @@
 /* Specialization constant ids, the same in every kernel that has them. */
 #define DV_SPEC_WTYPE 0 /* weight type: ggml type id (DV_TYPE_*) */
 #define DV_SPEC_FAULT 1 /* injected fault: DV_FAULT_* or 0 */
+#define DV_SPEC_MV_NT 2 /* matvec: tokens per workgroup, 1..DV_MV_NT */
+#define DV_SPEC_MV_XV 3 /* matvec: 1 when x rows are 16-byte aligned */
 
 /* Faults (design.md's fault zoo). 0 = none; a kernel built with another
  * value behaves exactly as with 0. */
@@ -89,8 +91,9 @@
 #define DV_MM_BM 64 /* rows of W per workgroup (tiled) */
 #define DV_MM_BN 32 /* tokens per workgroup (tiled) */
 #define DV_MM_BK 32 /* K per shared-memory tile: the "K tile" */
-#define DV_MV_ROWS 4 /* rows of W per workgroup (matvec, N small) */
-#define DV_MV_MAX_N 4 /* the host uses matvec for N <= this */
+#define DV_MV_ROWS 16 /* rows of W per workgroup (matvec, N small) */
+#define DV_MV_NT 8 /* most tokens per workgroup (matvec) */
+#define DV_MV_MAX_N 64 /* the host uses matvec for N <= this */
 #define DV_ROWS_LOCAL 256 /* threads of row kernels (rmsnorm, softmax) */
 #define DV_ELEM_LOCAL 256 /* threads of elementwise kernels */
 
