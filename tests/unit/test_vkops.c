@@ -326,6 +326,41 @@ static void make_weight(gsl_rng *r, int t, int rows, int K, void **q, float **f)
     *q = qb;
 }
 
+/* A token's matmul result does not depend on which tokens share its
+ * dispatch: matvec's per-output sum order is independent of how many
+ * tokens a workgroup takes (NT) and of N, so token n of an N-token call is
+ * bit for bit token n run alone (bisect replays ops on other token counts
+ * than the forward pass ran them with). N from 2 to DV_MV_MAX_N, the
+ * numbers of tokens the matvec kernel takes. */
+static void test_matmul_batch_invariant(void **state)
+{
+    struct ctx *c = need(state, 97);
+    static const int types[] = {DV_TYPE_F32, DV_TYPE_Q8_0, DV_TYPE_Q4_K};
+    const int M = 37, K = 512, NMAX = DV_MV_MAX_N;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        void *w;
+        float *wf;
+        make_weight(c->rng, types[i], M, K, &w, &wf);
+        float *x = malloc((size_t)NMAX * K * sizeof *x), *y = malloc((size_t)NMAX * M * sizeof *y);
+        float *y1 = malloc((size_t)M * sizeof *y1);
+        assert_true(x && y && y1);
+        fill_normal(c->rng, x, (size_t)NMAX * K, 1.0);
+        static const int Ns[] = {2, 5, 8, 9, 13, 16, 17, 33, DV_MV_MAX_N};
+        for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++) {
+            const int N = Ns[j];
+            OK(dv_vkrun_matmul(c->ops, false, types[i], w, M, K, x, N, y));
+            for (int n = 0; n < N; n += N > 4 ? N / 3 : 1) {
+                OK(dv_vkrun_matmul(c->ops, false, types[i], w, M, K, x + (size_t)n * K, 1, y1));
+                if (memcmp(y1, y + (size_t)n * M, (size_t)M * sizeof *y1))
+                    fail_msg("%s: token %d of %d differs from the token alone",
+                             dv_type_name(types[i]), n, N);
+            }
+        }
+        free(x), free(y), free(y1), free(w), free(wf);
+    }
+    done(c);
+}
+
 /* Values random rows never hold, bit for bit too: subnormals (real f16
  * and bf16 weights have them; Vulkan lets unpackHalf2x16 flush them, so
  * dequant.glsl decodes halves by hand), signed zeros, the largest finite
@@ -1014,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_matmul_Q4_0),
         cmocka_unit_test(test_matmul_Q4_K),
         cmocka_unit_test(test_matmul_Q6_K),
+        cmocka_unit_test(test_matmul_batch_invariant),
         cmocka_unit_test(test_rope_norm),
         cmocka_unit_test(test_rope_neox),
         cmocka_unit_test(test_kq),
