@@ -468,8 +468,10 @@ static void test_rmsnorm(void **state)
 /* ---- matmul -------------------------------------------------------------- */
 
 static const int mm_M[] = {1, 5, 64, 65, 172, 300};
-static const int mm_N[] = {1, 2, 4, 5, 31, 33, 64};
-enum { MM_MAXM = 300, MM_MAXN = 64 };
+/* N: matvec with 1..DV_MV_NT tokens per group, whole and partial groups,
+ * then the tiled kernel (DV_MV_MAX_N + 1) */
+static const int mm_N[] = {1, 2, 4, 5, 9, 33, DV_MV_MAX_N, DV_MV_MAX_N + 1};
+enum { MM_MAXM = 300, MM_MAXN = DV_MV_MAX_N + 1 };
 
 /* y = x W^T for one weight type over the M x N x K grid: GPU (twice: the
  * same bits; N <= DV_MV_MAX_N runs the matvec kernel, more the tiled one),
@@ -872,18 +874,18 @@ static const struct probe {
     [P_ROWS_Q4K] = {"get_rows q4_k", DV_TYPE_Q4_K, 256, .family = FAM_ROWS,
                     .changes = F(Q4K_SCALE)},
     [P_ROWS_F32] = {"get_rows f32", DV_TYPE_F32, 300, .family = FAM_ROWS},
-    /* K % DV_MM_BK != 0: a K tail exists; matvec (N <= 4) and tiled */
+    /* K % DV_MM_BK != 0: a K tail exists; matvec (N <= DV_MV_MAX_N) and tiled */
     [P_MV_F32_TAIL] = {"matvec f32 K 300", DV_TYPE_F32, 300, 2, .family = FAM_MM,
                        .changes = F(F16_ACCUM) | F(MATMUL_K_TAIL)},
-    [P_MM_F32_TAIL] = {"matmul f32 K 300", DV_TYPE_F32, 300, 33, .family = FAM_MM,
+    [P_MM_F32_TAIL] = {"matmul f32 K 300", DV_TYPE_F32, 300, DV_MV_MAX_N + 1, .family = FAM_MM,
                        .changes = F(F16_ACCUM) | F(MATMUL_K_TAIL)},
     [P_MV_F32] = {"matvec f32 K 256", DV_TYPE_F32, 256, 2, .family = FAM_MM,
                   .changes = F(F16_ACCUM)},
-    [P_MM_F32] = {"matmul f32 K 256", DV_TYPE_F32, 256, 33, .family = FAM_MM,
+    [P_MM_F32] = {"matmul f32 K 256", DV_TYPE_F32, 256, DV_MV_MAX_N + 1, .family = FAM_MM,
                   .changes = F(F16_ACCUM)},
     [P_MV_Q4K] = {"matvec q4_k", DV_TYPE_Q4_K, 256, 2, .family = FAM_MM,
                   .changes = F(F16_ACCUM) | F(Q4K_SCALE)},
-    [P_MM_Q4K] = {"matmul q4_k", DV_TYPE_Q4_K, 256, 33, .family = FAM_MM,
+    [P_MM_Q4K] = {"matmul q4_k", DV_TYPE_Q4_K, 256, DV_MV_MAX_N + 1, .family = FAM_MM,
                   .changes = F(F16_ACCUM) | F(Q4K_SCALE)},
     [P_RMSNORM] = {"rmsnorm n 257", .K = 257, .family = F(RMSNORM_EPS),
                    .changes = F(RMSNORM_EPS)},
@@ -924,7 +926,8 @@ static bool probe_under(const struct probe *p, int f)
     return !(p->family & FAM_MM) || (p->family >> f & 1);
 }
 
-enum { PR_HD = 16, PR_ROWS = 40, PR_MAX = 40 * 300 };
+/* PR_MAX: the largest input, x of the tiled probes (DV_MV_MAX_N + 1 tokens of K 300) */
+enum { PR_HD = 16, PR_ROWS = 40, PR_MAX = (DV_MV_MAX_N + 1) * 300 };
 
 /* Inputs shared by the probes: big enough for each. */
 struct probe_in {
