@@ -238,10 +238,13 @@ dv_status dv_vkop_matmul(struct dv_vkops *o, bool faulty, const struct dv_vk_wei
     struct dv_push_matmul p = {M, N, K, w->row_bytes, x.off, y.off};
     const struct dv_vk_buf *b[] = {&w->buf, x.b, y.b};
     if (N && N <= DV_MV_MAX_N) {
-        /* decode and small batches: groups of at most DV_MV_NT tokens, as
-         * even as can be (13 tokens: 2 of 7), the kernel built for that many */
-        const uint32_t groups = cdiv(N, DV_MV_NT), nt = cdiv(N, groups);
+        /* few tokens: matvec, in groups of at most DV_MV_NT tokens, as even
+         * as can be (13 tokens: 2 of 7), the kernel built for that many
+         * (no work for absent tokens). x rows that are not 16-byte aligned
+         * (K % 4 != 0: tiny f32/f16/bf16 rows, in tests) take one token
+         * per group: one more kernel per type, not DV_MV_NT more. */
         const bool xv = x.off % 4 == 0 && K % 4 == 0;
+        const uint32_t groups = xv ? cdiv(N, DV_MV_NT) : N, nt = cdiv(N, groups);
         return run_spec(o, K_MATVEC, w->type, faulty, nt, xv, b, &p, cdiv(M, DV_MV_ROWS),
                         groups, 1);
     }

@@ -26,6 +26,9 @@
 //   dv_dequant4(rb, k, K)  elements k..k+3 (k % 4 == 0) of the row at byte
 //                   rb, those at or past K as 0.
 //   dv_dequant1(rb, k, K)  element k alone (the same code, one lane of it).
+//   dv_dequant4_k4(rb, k, K)  dv_dequant4 for K % 4 == 0, fewer loads.
+//   q4_k blocks piece by piece (dv_q4_k_head, dv_q4_k_dm, dv_q4_k_values),
+//                   for kernels that walk a block themselves (matvec).
 //
 // A group of 4 elements never crosses a block, a q4_0 half-block, a q4_k
 // sub-block or a q6_k scale group (all multiples of 4 and 4-aligned), so
@@ -38,7 +41,10 @@
 layout(constant_id = DV_SPEC_WTYPE) const uint WTYPE = 0;
 layout(constant_id = DV_SPEC_FAULT) const uint FAULT = 0;
 layout(std430, binding = 0) readonly buffer W { uint w[]; };
-// The same buffer 16 bytes at a time, for fields known to be 16-byte aligned.
+// The same buffer 8 and 16 bytes at a time, for fields known to be so
+// aligned: one load instead of two or four (each load is a loop over the
+// SIMD lanes on llvmpipe, where their number is what counts).
+layout(std430, binding = 0) readonly buffer W2 { uvec2 w2[]; };
 layout(std430, binding = 0) readonly buffer W4 { uvec4 w4[]; };
 
 // Weight type ids, as core/types.h (and GGUF) number them.
@@ -128,10 +134,14 @@ uvec4 dv_w_u16x4(uint b, uint k, uint K)
     return h;
 }
 
+vec4 dv_f16x4(uvec4 h)
+{
+    return vec4(dv_half(h.x), dv_half(h.y), dv_half(h.z), dv_half(h.w));
+}
+
 vec4 dv_dq4_f16(uint rb, uint k, uint K)
 {
-    const uvec4 h = dv_w_u16x4(rb + 2u * k, k, K);
-    return vec4(dv_half(h.x), dv_half(h.y), dv_half(h.z), dv_half(h.w));
+    return dv_f16x4(dv_w_u16x4(rb + 2u * k, k, K));
 }
 
 vec4 dv_dq4_bf16(uint rb, uint k, uint K)
@@ -253,6 +263,20 @@ vec4 dv_dequant4(uint rb, uint k, uint K)
     if (WTYPE == DV_W_Q4_K) return dv_dq4_q4_k(rb, k);
     if (WTYPE == DV_W_Q6_K) return dv_dq4_q6_k(rb, k);
     return vec4(0.0);
+}
+
+// dv_dequant4 where K % 4 == 0: no group of 4 ends past K, and those of
+// the float types are aligned words (f32 rows 16-byte, f16 and bf16 rows
+// 8-byte aligned), one load each instead of two to four. The same values.
+vec4 dv_dequant4_k4(uint rb, uint k, uint K)
+{
+    if (WTYPE == DV_W_F32) return uintBitsToFloat(w4[(rb >> 4) + (k >> 2)]);
+    if (WTYPE == DV_W_F16 || WTYPE == DV_W_BF16) {
+        const uvec2 q = w2[(rb >> 3) + (k >> 2)];
+        const uvec4 h = uvec4(q.x & 0xffffu, q.x >> 16, q.y & 0xffffu, q.y >> 16);
+        return WTYPE == DV_W_F16 ? dv_f16x4(h) : uintBitsToFloat(h << 16);
+    }
+    return dv_dequant4(rb, k, K);
 }
 
 // Element k (< K) of the row at byte rb: one lane of dv_dequant4, so the
