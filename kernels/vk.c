@@ -104,6 +104,7 @@ static dv_status make_instance(struct dv_vk *vk, bool validation)
         return dv_fail(DV_E_DEVICE, "vulkan: the validation layer is not installed "
                        "(apt-get install vulkan-validationlayers)");
     if (r != VK_SUCCESS) return vk_fail(r, "vkCreateInstance");
+    dv_vk_keep_drivers_resident();
     if (!validation) return DV_OK;
     PFN_vkCreateDebugUtilsMessengerEXT create = (PFN_vkCreateDebugUtilsMessengerEXT)
         vkGetInstanceProcAddr(vk->instance, "vkCreateDebugUtilsMessengerEXT");

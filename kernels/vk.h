@@ -31,6 +31,14 @@ struct dv_vk;
 dv_status dv_vk_open(const char *select, bool validation, struct dv_vk **out);
 void dv_vk_close(struct dv_vk *vk);
 
+/* Mark every Vulkan driver and layer now loaded (dlopen RTLD_NODELETE)
+ * so the loader's dlclose at vkDestroyInstance leaves it mapped until the
+ * process exits; dv_vk_open does this after creating its instance. Without
+ * it a driver's static caches become unreachable at vkDestroyInstance and
+ * LeakSanitizer reports them as our leaks (vk_resident.c says why this is
+ * the fix and not a suppression). Returns how many modules it marked. */
+int dv_vk_keep_drivers_resident(void);
+
 /* "llvmpipe (LLVM 15.0.6, 256 bits)"; "Mesa 22.3.6" style driver info. */
 const char *dv_vk_device_name(const struct dv_vk *vk);
 const char *dv_vk_driver_name(const struct dv_vk *vk);
