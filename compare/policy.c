@@ -520,9 +520,15 @@ static dv_status parse_with_base(const char *text, size_t len, const char *name,
     }
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (!root)
+    if (!root) {
+        /* jansson quotes the offending token ("invalid escape near
+         * '"a\<newline>'"), raw bytes and all: control bytes become '?'
+         * so the message stays one line (found by tests/fuzz/fuzz_policy) */
+        for (char *q = je.text; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
         return dv_fail(DV_E_INPUT, "%s: line %d, column %d: %s", name, je.line, je.column,
                        je.text);
+    }
 
     struct dv_policy *p = calloc(1, sizeof *p);
     dv_status s = p ? DV_OK : dv_fail(DV_E_NOMEM, "%s: out of memory", name);

@@ -659,6 +659,14 @@ static bool dataset_spans(const struct dv_reader *r, hid_t d, const struct dv_re
         ok = H5Dget_chunk_info(d, fs, i, coord, &mask, &addr, &size) >= 0 && mask == 0 &&
              size == chunk_bytes && coord[0] % (hsize_t)rows == 0 &&
              coord[0] < (hsize_t)t->shape[0];
+        /* H5Dread finds a chunk by its coordinates, not by this walk of the
+         * index, and a corrupt index (a key's last, element-size offset
+         * changed) can list a chunk the lookup does not find: HDF5 then
+         * reads fill values where the mapping has the stored bytes. Only
+         * chunks the lookup finds, with the same size, are mapped (found
+         * by tests/fuzz/fuzz_dump, regress/dump/chunk-key-offset.h5). */
+        hsize_t looked_up = 0;
+        ok = ok && H5Dget_chunk_storage_size(d, coord, &looked_up) >= 0 && looked_up == size;
         int64_t first = ok ? (int64_t)coord[0] * row : 0;
         int64_t cnt = ok ? ((int64_t)coord[0] + rows > t->shape[0] ? t->shape[0] - (int64_t)coord[0]
                                                                     : rows) * row : 0;

@@ -253,6 +253,10 @@ static void test_bad_syntax(void **state)
     BAD("", "t.json: line 1: empty policy file");
     BAD("  \n\n ", "t.json: line 3: empty policy file");
     parse_bad("{\"a\"\0:1}", 8, "t.json: line 1, column");
+    /* jansson's message quotes the bad token, here with its newline: the
+     * message stays one line (tests/fuzz/regress/policy) */
+    BAD("{\n  \"nms\\\n}\n", "t.json: line 3, column 0: invalid escape near '\"nms\\?'");
+    assert_null(strchr(dv_errmsg(), '\n'));
 }
 
 static void test_bad_semantics(void **state)
