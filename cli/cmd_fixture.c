@@ -6,6 +6,7 @@
 #include "args.h"
 #include "commands.h"
 #include "fixture.h"
+#include "outfile.h"
 
 static void fixture_help(void)
 {
@@ -68,7 +69,8 @@ int dv_cmd_import_llama2c(int argc, char **argv)
     if (optind != argc - 2)
         return dv_usage_error("import-llama2c", "give MODEL.bin and TOKENIZER.bin");
     if (!out) return dv_usage_error("import-llama2c", "give the output file with -o");
-    dv_status s = dv_import_llama2c(argv[optind], argv[optind + 1], out);
+    dv_status s = dv_outfile_check_inputs(out, (const char *const *)argv + optind, 2);
+    if (!s) s = dv_import_llama2c(argv[optind], argv[optind + 1], out);
     if (s) return dv_report(s);
     printf("wrote %s\n", out);
     return DV_EXIT_OK;

@@ -16,6 +16,7 @@
 #include "fault.h"
 #include "finite.h"
 #include "model.h"
+#include "outfile.h"
 #include "ops.h"
 #include "types.h"
 #include "vocab.h"
@@ -449,8 +450,10 @@ int dv_cmd_run(int argc, char **argv)
     struct run_opts o;
     int rc = parse_run_opts(argc, argv, &o);
     if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    dv_status s = dv_outfile_check_inputs(o.dump, &o.model, 1);
+    if (s) return dv_report(s);
     struct dv_model *m;
-    dv_status s = dv_model_open(o.model, &m);
+    s = dv_model_open(o.model, &m);
     if (s) return dv_report(s);
     int32_t *toks = NULL;
     bool bad = false;

@@ -191,7 +191,10 @@ dv_status dv_gguf_writer_add_tensor(struct dv_gguf_writer *w,
 
 /* Write the file: to "PATH.tmp.XXXXXX" in the same directory, fsync, then
  * rename over path, so a failure never leaves a partial file under path and
- * never touches an existing one. DV_E_IO with a message on failure. */
+ * never touches an existing one. A symbolic link at path is followed (its
+ * target replaced, the link kept); a replaced file keeps its mode
+ * (outpath.h). DV_E_USAGE when path is a directory, device, FIFO, socket
+ * or dangling link; DV_E_IO with a message on other failures. */
 dv_status dv_gguf_writer_write(struct dv_gguf_writer *w, const char *path);
 
 #endif
