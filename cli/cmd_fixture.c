@@ -43,7 +43,7 @@ int dv_cmd_fixture(int argc, char **argv)
     }
     if (optind != argc - 1) return dv_usage_error("fixture", "give one fixture NAME");
     if (!out) return dv_usage_error("fixture", "give the output file with -o");
-    dv_status s = dv_fixture_write(argv[optind], out);
+    dv_status s = dv_fixture_write_guarded(argv[optind], out, dv_guard_temp);
     if (s) return dv_report(s);
     printf("wrote %s (%s)\n", out, argv[optind]);
     return DV_EXIT_OK;
@@ -70,7 +70,7 @@ int dv_cmd_import_llama2c(int argc, char **argv)
         return dv_usage_error("import-llama2c", "give MODEL.bin and TOKENIZER.bin");
     if (!out) return dv_usage_error("import-llama2c", "give the output file with -o");
     dv_status s = dv_outfile_check_inputs(out, (const char *const *)argv + optind, 2);
-    if (!s) s = dv_import_llama2c(argv[optind], argv[optind + 1], out);
+    if (!s) s = dv_import_llama2c_guarded(argv[optind], argv[optind + 1], out, dv_guard_temp);
     if (s) return dv_report(s);
     printf("wrote %s\n", out);
     return DV_EXIT_OK;

@@ -189,6 +189,12 @@ dv_status dv_gguf_writer_add_tensor(struct dv_gguf_writer *w,
                                     uint32_t n_dims, const int64_t *ne,
                                     const void *data);
 
+/* guard (NULL: none) is told the temporary file's path as soon as it
+ * exists and NULL once it is renamed or removed, so that a program can
+ * remove it when a signal ends the process mid-write (the CLI's
+ * dv_guard_temp). A library installs no signal handler itself. */
+void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char *tmp));
+
 /* Write the file: to "PATH.tmp.XXXXXX" in the same directory, fsync, then
  * rename over path, so a failure never leaves a partial file under path and
  * never touches an existing one. A symbolic link at path is followed (its

@@ -53,6 +53,7 @@ struct dv_gguf_writer {
     uint64_t n_tensors;
     size_t tensors_cap;
     uint64_t alignment;
+    void (*guard)(const char *tmp); /* told the temporary file's path, or NULL */
 };
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -125,6 +126,11 @@ void dv_gguf_writer_free(struct dv_gguf_writer *w)
     free(w->tensors);
     free(w->kv.p);
     free(w);
+}
+
+void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char *tmp))
+{
+    if (w) w->guard = guard;
 }
 
 /* Room for element n in arr (*cap elements of sz bytes): arr itself, a
@@ -505,6 +511,7 @@ static dv_status commit(const struct dv_gguf_writer *w, const char *path,
         dv_outpath_free(&op);
         return s;
     }
+    if (w->guard) w->guard(tmp);
     const char *step = fill_file(w, fd, hdr, op.mode);
     int err = errno;
     if (close(fd) != 0 && !step) {
@@ -522,6 +529,7 @@ static dv_status commit(const struct dv_gguf_writer *w, const char *path,
     } else {
         sync_dir(op.path);
     }
+    if (w->guard) w->guard(NULL);
     free(tmp);
     dv_outpath_free(&op);
     return s;

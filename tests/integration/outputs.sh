@@ -124,4 +124,32 @@ h=$(sha "$T/tok.bin")
 expect 2 "import-llama2c -o TOKENIZER" -- "$D" import-llama2c "$T/st.bin" "$T/tok.bin" -o "$T/tok.bin"
 ok "names both" one_error_line "tok.bin: the output would replace the input .*tok.bin"
 ok "the tokenizer is untouched" test "$(sha "$T/tok.bin")" = "$h"
+
+# A signal while a GGUF file is written (the README: SIGINT, SIGTERM and
+# SIGHUP remove the temporary file): strace delivers the signal on the
+# writer's first fsync(2), when the temporary file holds every byte and
+# is not renamed yet - the same moment on every run, no polling.
+if ! command -v strace >/dev/null; then
+    echo "FAIL: strace is missing (bash scripts/deps installs it)"
+    n_fail=$((n_fail + 1))
+elif ! strace -o /dev/null true 2>/dev/null; then
+    echo "FAIL: strace cannot trace here (ptrace not permitted): the signal cases need it"
+    n_fail=$((n_fail + 1))
+else
+    mkdir "$T/sig"
+    echo old >"$T/sig/m.gguf"
+    for sig in INT TERM HUP; do
+        strace -o /dev/null -e trace=fsync -e "inject=fsync:signal=$sig:when=1" \
+            "$D" fixture small -o "$T/sig/m.gguf" >/dev/null 2>&1
+        rc=$?
+        ok "fixture, SIG$sig: killed by it (status $rc)" test "$rc" -eq $((128 + $(kill -l "$sig")))
+        ok "fixture, SIG$sig: no temporary file left" test -z "$(find "$T/sig" -name 'm.gguf.tmp.*')"
+        ok "fixture, SIG$sig: the old file is untouched" test "$(cat "$T/sig/m.gguf")" = old
+    done
+    strace -o /dev/null -e trace=fsync -e inject=fsync:signal=INT:when=1 \
+        "$D" import-llama2c "$T/st.bin" "$T/tok.bin" -o "$T/sig/st.gguf" >/dev/null 2>&1
+    rc=$?
+    ok "import-llama2c, SIGINT: killed by it (status $rc)" test "$rc" -eq 130
+    ok "import-llama2c, SIGINT: nothing left" test -z "$(ls -A "$T/sig" | grep -v '^m.gguf$')"
+fi
 finish
