@@ -30,6 +30,14 @@ ok "no partial file" test ! -e "$T/no/such/dir/x.gguf"
 expect 0 "info" -- "$D" info "$T/tiny-q8_0.gguf"
 ok "info shows config" grep -q "config (llama): d_model 64, layers 2, heads 4, kv heads 2" "$T/out"
 ok "info shows q8_0 tensor" grep -qE "blk.0.attn_q.weight +q8_0 +\[64, 64\]" "$T/out"
+# a crafted tensor name with a terminal escape sequence (ESC [31m, same
+# length as the name it replaces) is printed escaped, like key names
+off=$(grep -obUa "output_norm.weight" "$T/tiny-f32.gguf" | head -1 | cut -d: -f1)
+cp "$T/tiny-f32.gguf" "$T/esc.gguf"
+printf '\033[31mput_norm.weig' | dd of="$T/esc.gguf" bs=1 seek="$off" conv=notrunc status=none
+expect 0 "info with an escape sequence in a tensor name" -- "$D" info "$T/esc.gguf"
+ok "no ESC byte on the terminal" test "$(tr -dc '\033' <"$T/out" | wc -c)" -eq 0
+ok "the name escaped" grep -qF '\x1b[31mput_norm.weig ' "$T/out"
 expect 2 "info on a missing file" -- "$D" info "$T/missing.gguf"
 ok "one error line" one_error_line missing.gguf
 
