@@ -15,4 +15,9 @@ ok "split-prompt text" grep -qF "text: $want" "$T/out"
 expect 2 "wrong tokenizer" -- "$D" import-llama2c "$FX/data/stories260K.bin" "$FX/data/stories260K.bin" -o "$T/x.gguf"
 ok "one error line" one_error_line stories260K.bin
 ok "nothing written" test ! -e "$T/x.gguf"
+# a model file cut inside layer 4's wk (each matrix is stored for every
+# layer in turn): the message names that tensor
+head -c 250000 "$FX/data/stories260K.bin" >"$T/cut.bin"
+expect 2 "cut model" -- "$D" import-llama2c "$T/cut.bin" "$FX/data/tok512.bin" -o "$T/x.gguf"
+ok "names blk.4.attn_k.weight" one_error_line "cut.bin: file ends inside tensor blk.4.attn_k.weight "
 finish
