@@ -66,7 +66,9 @@ dv_status dv_outfile_open(const char *path, struct dv_outfile *o)
     if (!o->f) {
         int e = errno;
         if (fd >= 0) close(fd), unlink(o->tmp);
-        s = dv_fail(DV_E_IO, "%s: cannot write: %s", path, strerror(e));
+        /* a directory that is not there is a bad argument, as for dumps */
+        s = dv_fail(e == ENOENT || e == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                    "%s: cannot write: %s", path, strerror(e));
         outfile_free(o);
         return s;
     }

@@ -24,7 +24,8 @@ struct dv_outfile {
 /* path NULL or "-": stdout. Otherwise create the temporary file in the
  * destination's directory, or open a device or FIFO for writing.
  * DV_E_USAGE naming the path for a destination that cannot be written
- * (outpath.h), DV_E_IO when creating the file fails. */
+ * (outpath.h) or whose directory does not exist, DV_E_IO when creating
+ * the file fails otherwise. */
 dv_status dv_outfile_open(const char *path, struct dv_outfile *o);
 
 /* commit: flush, fsync and rename onto the destination (DV_E_IO when

@@ -200,7 +200,8 @@ void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char
  * never touches an existing one. A symbolic link at path is followed (its
  * target replaced, the link kept); a replaced file keeps its mode
  * (outpath.h). DV_E_USAGE when path is a directory, device, FIFO, socket
- * or dangling link; DV_E_IO with a message on other failures. */
+ * or dangling link, or its directory does not exist; DV_E_IO with a
+ * message on other failures. */
 dv_status dv_gguf_writer_write(struct dv_gguf_writer *w, const char *path);
 
 #endif

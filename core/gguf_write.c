@@ -505,8 +505,9 @@ static dv_status commit(const struct dv_gguf_writer *w, const char *path,
     snprintf(tmp, len, "%s.tmp.XXXXXX", op.path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        s = dv_fail(DV_E_IO, "%s: cannot create a temporary file: %s", path,
-                    strerror(errno));
+        /* a directory that is not there is a bad argument, not an I/O failure */
+        s = dv_fail(errno == ENOENT || errno == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                    "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
         dv_outpath_free(&op);
         return s;

@@ -23,7 +23,8 @@ expect 0 "fixture again" -- "$D" fixture tiny-q4_0 -o "$T/again.gguf"
 ok "byte-identical" cmp -s "$T/tiny-q4_0.gguf" "$T/again.gguf"
 expect 2 "unknown fixture" -- "$D" fixture huge -o "$T/x.gguf"
 expect 2 "fixture without -o" -- "$D" fixture tiny
-expect 3 "fixture into a missing directory" -- "$D" fixture tiny -o "$T/no/such/dir/x.gguf"
+expect 2 "fixture into a missing directory" -- "$D" fixture tiny -o "$T/no/such/dir/x.gguf"
+ok "one error line" one_error_line "no/such/dir/x.gguf"
 ok "no partial file" test ! -e "$T/no/such/dir/x.gguf"
 
 # info

@@ -86,6 +86,15 @@ ok "one line" one_error_line "dir: is a directory"
 expect 2 "fixture -o a directory" -- "$D" fixture tiny -o "$T/dir"
 ok "one line" one_error_line "dir: is a directory"
 
+# a directory that is not there: exit 2 for -o as for --dump
+for c in "${CMP[*]} -o" "${LOG[*]} -o" "$D fixture tiny -o" "$D run $T/m.gguf --dump"; do
+    expect 2 "missing directory: $c" -- $c "$T/no/such/out"
+    ok "one line" one_error_line "no/such/out"
+done
+expect 2 "missing directory: bisect -o" -- "$D" bisect "$T/m.gguf" -o "$T/no/such/out"
+ok "one line" one_error_line "no/such/out"
+ok "nothing created" test ! -e "$T/no"
+
 # a replaced file keeps its mode
 for f in r.txt r.gguf r.h5; do : >"$T/$f" && chmod 600 "$T/$f"; done
 expect 0 "report onto a 0600 file" -- "${CMP[@]}" -o "$T/r.txt"
