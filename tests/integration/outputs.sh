@@ -86,6 +86,13 @@ ok "one line" one_error_line "dir: is a directory"
 expect 2 "fixture -o a directory" -- "$D" fixture tiny -o "$T/dir"
 ok "one line" one_error_line "dir: is a directory"
 
+# bisect --keep-dumps creates the directory with its parents, as mkdir -p
+expect 0 "bisect --keep-dumps a/b/c" -- "$D" bisect "$T/m.gguf" --no-layer-split \
+    --keep-dumps "$T/kd-a/b/c"
+for f in test ref oracle; do
+    ok "kd-a/b/c/$f.h5 written" test -s "$T/kd-a/b/c/$f.h5"
+done
+
 # a directory that is not there: exit 2 for -o as for --dump
 for c in "${CMP[*]} -o" "${LOG[*]} -o" "$D fixture tiny -o" "$D run $T/m.gguf --dump"; do
     expect 2 "missing directory: $c" -- $c "$T/no/such/out"
