@@ -16,6 +16,8 @@ expect 0 "version" -- "$D" --version
 # fixtures: deterministic, every type, listed
 expect 0 "fixture list" -- "$D" fixture --list
 ok "list names tinyllama-shape" grep -q tinyllama-shape "$T/out"
+ok "the list, not the help" test "$(grep -c . "$T/out")" -eq 3
+ok "one fixture a line, its name first" test "$(awk '{print $1}' "$T/out" | tr '\n' ' ')" = "tiny small tinyllama-shape "
 for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
     expect 0 "fixture tiny-$ty" -- "$D" fixture "tiny-$ty" -o "$T/tiny-$ty.gguf"
 done
