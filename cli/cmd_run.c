@@ -24,6 +24,7 @@
 struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
+    bool go_past_bos; /* --no-stop-at-bos */
     const char *dump; /* --dump FILE */
     const char *device, *inject; /* --device, --inject (vulkan) */
     int gpu_layers;              /* engine convention: 0 all, -1 none */
@@ -50,7 +51,9 @@ static void run_help(void)
            "                  without either: BOS alone\n"
            "  --passes LIST   split the tokens into consecutive forward calls on one\n"
            "                  KV cache: 6,5,1 runs 6 tokens at pos0 0, 5 at 6, 1 at 11\n"
-           "  --generate N    then greedy-decode N tokens, one call each (stops at EOS)\n"
+           "  --generate N    then greedy-decode N tokens, one call each; stops at EOS\n"
+           "                  and at BOS, the story delimiter where llama2.c stops\n"
+           "  --no-stop-at-bos  go on past a generated BOS (stop at EOS only)\n"
            "  --top-k K       tokens to list per position (1..100)\n"
            "  --dump OUT.h5   write every named tensor of every pass to OUT.h5 (HDF5,\n"
            "                  schema diverge-dump(5)); written under a temporary name\n"
@@ -84,14 +87,14 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"layers", required_argument, 0, 'L'},  {"dump-passes", required_argument, 0, 'D'},
         {"compress", no_argument, 0, 'z'},      {"device", required_argument, 0, 'V'},
         {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
-        {"validation", no_argument, 0, 'C'},
+        {"validation", no_argument, 0, 'C'},    {"no-stop-at-bos", no_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
     *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
     int c;
     int64_t v;
     bool gpu_opts = false;
-    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:Ch", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:CBh", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if ((o->backend = dv_backend_from_name(optarg)) < 0)
@@ -135,6 +138,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             break;
         case 'I': o->inject = optarg, gpu_opts = true; break;
         case 'C': o->validation = gpu_opts = true; break;
+        case 'B': o->go_past_bos = true; break;
         case 'h': run_help(); return -1;
         default: return dv_usage_error("run", "bad option");
         }
@@ -265,15 +269,20 @@ static void put_text(const struct dv_model *m, const int32_t *toks, int n)
     putchar('\n');
 }
 
-/* Greedy decoding of up to n_gen tokens after the prompt; stops at EOS,
- * and at logits that are not finite (*bad set, the position printed).
- * *n_calls gets the forward calls it made, for locate_nonfinite(). */
+/* Greedy decoding of up to n_gen tokens after the prompt; stops after
+ * EOS, after BOS unless past_bos (llama2.c's run.c ends a story at BOS,
+ * the delimiter of its training data), and at logits that are not finite
+ * (*bad set, the position printed). The stopping token is listed, as it
+ * was generated. *n_calls gets the forward calls it made, for
+ * locate_nonfinite(). */
 static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t *toks,
-                          int n_prompt, int n_gen, double *logits, int last_t,
-                          const struct dv_hook *hook, int *n_calls, bool *bad)
+                          int n_prompt, int n_gen, bool past_bos, double *logits,
+                          int last_t, const struct dv_hook *hook, int *n_calls, bool *bad)
 {
     int n = n_prompt;
     const int32_t eos = m->vocab ? dv_vocab_eos(m->vocab) : -1;
+    const int32_t bos = m->vocab && !past_bos ? dv_vocab_bos(m->vocab) : -1;
+    const char *stop = NULL;
     dv_status s = DV_OK;
     *n_calls = 0;
     for (int g = 0; g < n_gen && !s; g++) {
@@ -288,7 +297,12 @@ static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t
             break;
         }
         toks[n] = (int32_t)argmax(logits, m->cfg.n_vocab);
-        if (toks[n++] == eos) break;
+        if (toks[n] == eos || toks[n] == bos) {
+            stop = toks[n++] == eos ? "EOS" : "BOS (the story delimiter; --no-stop-at-bos "
+                                              "goes on)";
+            break;
+        }
+        n++;
         s = dv_engine_forward(e, &toks[n - 1], 1, n - 1, hook);
         ++*n_calls;
     }
@@ -296,6 +310,7 @@ static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t
     printf("\ngenerated %d tokens:", n - n_prompt);
     for (int i = n_prompt; i < n; i++) printf(" %d", toks[i]);
     putchar('\n');
+    if (stop) printf("stopped at %s\n", stop);
     put_text(m, toks, n);
     return DV_OK;
 }
@@ -429,7 +444,8 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     if (!s && o->generate && n_bad)
         printf("\ngeneration not run: the logits are not finite\n");
     if (!s && o->generate && !n_bad)
-        s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1, hook, &n_calls, bad);
+        s = generate(e, m, *toks, n_tok, o->generate, o->go_past_bos, logits, last - 1, hook,
+                     &n_calls, bad);
     /* a dump with NaN in it is the evidence: commit it all the same */
     if (sink.dump) s = finish_dump(o, &sink, s);
     if (!s && *bad) {
