@@ -34,7 +34,9 @@ static dv_status open_stream(struct dv_outfile *o)
 dv_status dv_outfile_open(const char *path, struct dv_outfile *o)
 {
     *o = (struct dv_outfile){stdout, NULL, NULL, NULL};
-    if (!path || !strcmp(path, "-")) return DV_OK;
+    /* /dev/stdout is our stdout as it is, as a shell's redirection takes
+     * it: a file that stdout appends to is appended to, not replaced */
+    if (!path || !strcmp(path, "-") || !strcmp(path, "/dev/stdout")) return DV_OK;
     struct dv_outpath op;
     dv_status s = dv_outpath_resolve(path, &op);
     if (s) {

@@ -21,7 +21,7 @@ struct dv_outfile {
     char *tmp;        /* ".NAME.XXXXXX.part" beside dest; NULL: f is path itself */
 };
 
-/* path NULL or "-": stdout. Otherwise create the temporary file in the
+/* path NULL, "-" or "/dev/stdout": stdout itself. Otherwise create the temporary file in the
  * destination's directory, or open a device or FIFO for writing.
  * DV_E_USAGE naming the path for a destination that cannot be written
  * (outpath.h) or whose directory does not exist, DV_E_IO when creating

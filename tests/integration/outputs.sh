@@ -55,6 +55,13 @@ ok "through the link into the pipe: exit 0" test "${PIPESTATUS[0]}" -eq 0
 ok "the report came through" grep -q "^agree" "$T/piped"
 ok "the link stays" test -L "$T/stdout"
 
+# /dev/stdout is standard output as it is: appended to, not replaced
+echo header >"$T/appended"
+{ "${CMP[@]}" -o /dev/stdout; } >>"$T/appended" 2>"$T/err"
+ok "-o /dev/stdout: exit 0" test $? -eq 0
+ok "the file was appended to" test "$(head -1 "$T/appended")" = header
+ok "the report follows" grep -q "^agree" "$T/appended"
+
 # a link to a regular file: its target replaced, the link kept
 echo old >"$T/target.txt"
 ln -s target.txt "$T/link.txt"
