@@ -203,13 +203,30 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
     return s;
 }
 
+/* Neither the report nor a kept dump (the names dv_bisect writes in
+ * --keep-dumps DIR) may replace the model or the policy. */
+static dv_status check_outputs(const struct bisect_cli *o)
+{
+    const char *inputs[] = {o->model, o->policy};
+    dv_status s = dv_outfile_check_inputs(o->out, inputs, 2);
+    static const char *const kept[] = {"test.h5", "ref.h5", "oracle.h5"};
+    for (int i = 0; !s && o->keep && i < 3; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o->keep, kept[i]);
+        s = dv_outfile_check_inputs(path, inputs, 2);
+    }
+    return s;
+}
+
 int dv_cmd_bisect(int argc, char **argv)
 {
     struct bisect_cli o;
     int rc = parse_bisect_opts(argc, argv, &o);
     if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    dv_status s = check_outputs(&o);
+    if (s) return dv_report(s);
     struct dv_model *m;
-    dv_status s = dv_model_open(o.model, &m);
+    s = dv_model_open(o.model, &m);
     if (s) return dv_report(s);
     int code = DV_EXIT_OK;
     s = bisect(&o, m, &code);

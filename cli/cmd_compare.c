@@ -131,6 +131,9 @@ int dv_cmd_compare(int argc, char **argv)
         fputs(dv_policy_builtin_json(), stdout);
         return DV_EXIT_OK;
     }
+    const char *inputs[] = {o.test, o.ref, o.oracle, o.policy};
+    dv_status s = dv_outfile_check_inputs(o.out, inputs, 4);
+    if (s) return dv_report(s);
     struct dv_reader *rd[3] = {NULL, NULL, NULL};
     struct dv_policy *policy = NULL;
     rc = run_compare(&o, rd, &policy);

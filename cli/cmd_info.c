@@ -12,18 +12,29 @@
 #include "model.h"
 #include "quant.h"
 
-/* Print s with non-printable bytes escaped, at most max bytes. */
+/* s's first max bytes into out[cap] (cap >= 4 max + 1), quotes,
+ * backslashes and control bytes escaped, so that a crafted file's strings
+ * never reach the terminal as escape sequences. Returns whether s was
+ * longer than max. */
+static bool escape_str(char *out, size_t cap, struct dv_gguf_str s, size_t max)
+{
+    size_t n = s.len < max ? (size_t)s.len : max, o = 0;
+    for (size_t i = 0; i < n && o + 5 <= cap; i++) {
+        unsigned char ch = (unsigned char)s.ptr[i];
+        if (ch == '"' || ch == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
+        else if (ch < 32 || ch == 127) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+        else out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return n < s.len;
+}
+
+/* Print s quoted and escaped, at most max (<= 80) bytes of it. */
 static void put_str(struct dv_gguf_str s, size_t max)
 {
-    size_t n = s.len < max ? (size_t)s.len : max;
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s.ptr[i];
-        if (ch == '"' || ch == '\\') printf("\\%c", ch);
-        else if (ch < 32 || ch == 127) printf("\\x%02x", ch);
-        else putchar(ch);
-    }
-    printf(n < s.len ? "\"..." : "\"");
+    char buf[4 * 80 + 1];
+    bool cut = escape_str(buf, sizeof buf, s, max);
+    printf("\"%s\"%s", buf, cut ? "..." : "");
 }
 
 static void put_scalar_elem(int type, const uint8_t *p)
@@ -102,8 +113,11 @@ static void put_tensors(const struct dv_gguf *g)
             o += snprintf(shape + o, sizeof shape - (size_t)o, k ? ", %lld" : "[%lld",
                           (long long)t->ne[k]);
         snprintf(shape + o, sizeof shape - (size_t)o, t->n_dims ? "]" : "[]");
-        printf("%-32.*s %-6s %-24s %12" PRIu64 " %12zu\n", (int)(t->name.len > 32 ? 32 : t->name.len),
-               t->name.ptr, dv_type_name(t->type), shape, t->offset, t->nbytes);
+        /* the whole name (llama.cpp's limit is 63 bytes), escaped */
+        char name[4 * 64 + 4];
+        if (escape_str(name, sizeof name - 3, t->name, 64)) strcat(name, "...");
+        printf("%-32s %-6s %-24s %12" PRIu64 " %12zu\n", name, dv_type_name(t->type), shape,
+               t->offset, t->nbytes);
     }
 }
 

@@ -136,8 +136,11 @@ int dv_cmd_logits(int argc, char **argv)
     struct logits_opts o;
     int rc = parse_logits_opts(argc, argv, &o);
     if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    const char *inputs[] = {o.test, o.ref, o.model};
+    dv_status s = dv_outfile_check_inputs(o.out, inputs, 3);
+    if (s) return dv_report(s);
     struct dv_logits_result *res = NULL;
-    dv_status s = run(&o, &res);
+    s = run(&o, &res);
     if (s) {
         dv_logits_free(res);
         return dv_report(s);

@@ -14,13 +14,17 @@
 #include "engine.h"
 #include "error.h"
 #include "fault.h"
+#include "finite.h"
 #include "model.h"
+#include "outfile.h"
+#include "ops.h"
 #include "types.h"
 #include "vocab.h"
 
 struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
+    bool go_past_bos; /* --no-stop-at-bos */
     const char *dump; /* --dump FILE */
     const char *device, *inject; /* --device, --inject (vulkan) */
     int gpu_layers;              /* engine convention: 0 all, -1 none */
@@ -47,7 +51,9 @@ static void run_help(void)
            "                  without either: BOS alone\n"
            "  --passes LIST   split the tokens into consecutive forward calls on one\n"
            "                  KV cache: 6,5,1 runs 6 tokens at pos0 0, 5 at 6, 1 at 11\n"
-           "  --generate N    then greedy-decode N tokens, one call each (stops at EOS)\n"
+           "  --generate N    then greedy-decode N tokens, one call each; stops at EOS\n"
+           "                  and at BOS, the story delimiter where llama2.c stops\n"
+           "  --no-stop-at-bos  go on past a generated BOS (stop at EOS only)\n"
            "  --top-k K       tokens to list per position (1..100)\n"
            "  --dump OUT.h5   write every named tensor of every pass to OUT.h5 (HDF5,\n"
            "                  schema diverge-dump(5)); written under a temporary name\n"
@@ -81,14 +87,14 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"layers", required_argument, 0, 'L'},  {"dump-passes", required_argument, 0, 'D'},
         {"compress", no_argument, 0, 'z'},      {"device", required_argument, 0, 'V'},
         {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
-        {"validation", no_argument, 0, 'C'},
+        {"validation", no_argument, 0, 'C'},    {"no-stop-at-bos", no_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
     *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
     int c;
     int64_t v;
     bool gpu_opts = false;
-    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:Ch", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:CBh", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if ((o->backend = dv_backend_from_name(optarg)) < 0)
@@ -132,6 +138,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             break;
         case 'I': o->inject = optarg, gpu_opts = true; break;
         case 'C': o->validation = gpu_opts = true; break;
+        case 'B': o->go_past_bos = true; break;
         case 'h': run_help(); return -1;
         default: return dv_usage_error("run", "bad option");
         }
@@ -192,29 +199,57 @@ static void put_token(const struct dv_model *m, int32_t id, int width)
     printf("%-*s", width, q);
 }
 
-/* softmax(logits) in place (double), then print the top k. */
-static void put_top(const struct dv_model *m, double *p, int64_t V, int k)
+/* Print what is not finite in one position's logits (c: their census). */
+static void put_census(const struct dv_logit_census *c)
 {
-    double mx = -INFINITY, sum = 0;
-    for (int64_t i = 0; i < V; i++) mx = p[i] > mx ? p[i] : mx;
-    for (int64_t i = 0; i < V; i++) sum += (p[i] = exp(p[i] - mx));
-    for (int64_t i = 0; i < V; i++) p[i] /= sum;
-    for (int r = 0; r < k && r < V; r++) {
-        int64_t best = -1;
-        for (int64_t i = 0; i < V; i++)
-            if (p[i] >= 0 && (best < 0 || p[i] > p[best])) best = i;
-        printf("%s%lld ", r ? "  | " : " -> ", (long long)best);
-        put_token(m, (int32_t)best, 0);
-        printf(" %.4f", p[best]);
-        p[best] = -1; /* taken */
-    }
+    printf("%27s not finite: %lld NaN", "", (long long)c->n_nan);
+    if (c->n_nan) printf(" (first id %lld)", (long long)c->first_nan);
+    printf(", %lld +inf", (long long)c->n_posinf);
+    if (c->n_posinf) printf(" (first id %lld)", (long long)c->first_posinf);
+    printf(", %lld -inf of %lld logits", (long long)c->n_neginf, (long long)c->n);
+    int64_t n_ok = c->n - c->n_nan - c->n_posinf - c->n_neginf;
+    if (n_ok) printf("; probabilities over the %lld finite ones", (long long)n_ok);
     putchar('\n');
 }
 
+/* softmax(logits) in place (double) over the finite logits, then print
+ * the top k. A NaN or +inf has no probability and is never listed (-inf
+ * is probability 0); when the logits are not finite (finite.h) a second
+ * line counts what is wrong. Returns whether they were finite. */
+static bool put_top(const struct dv_model *m, double *p, int64_t V, int k)
+{
+    struct dv_logit_census c;
+    dv_logit_census(p, V, &c);
+    double mx = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < V; i++) mx = isfinite(p[i]) && p[i] > mx ? p[i] : mx;
+    /* taken or not a candidate: -1 */
+    for (int64_t i = 0; i < V; i++) {
+        p[i] = isnan(p[i]) || p[i] == INFINITY || mx == -INFINITY ? -1 : exp(p[i] - mx);
+        sum += p[i] >= 0 ? p[i] : 0;
+    }
+    int r = 0;
+    for (; r < k && r < V; r++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < V; i++)
+            if (p[i] >= 0 && (best < 0 || p[i] > p[best])) best = i;
+        if (best < 0) break;
+        printf("%s%lld ", r ? "  | " : " -> ", (long long)best);
+        put_token(m, (int32_t)best, 0);
+        printf(" %.4f", p[best] / sum);
+        p[best] = -1;
+    }
+    printf("%s\n", r ? "" : " -> no finite logit");
+    bool bad = dv_logit_census_bad(&c);
+    if (bad) put_census(&c);
+    return !bad;
+}
+
+/* The greedy choice: the largest logit, ties to the smaller id; NaN is
+ * never chosen (the caller stops on non-finite logits first). */
 static int64_t argmax(const double *x, int64_t n)
 {
     int64_t b = 0;
-    for (int64_t i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
+    for (int64_t i = 1; i < n; i++) b = x[i] > x[b] || isnan(x[b]) ? i : b;
     return b;
 }
 
@@ -234,24 +269,82 @@ static void put_text(const struct dv_model *m, const int32_t *toks, int n)
     putchar('\n');
 }
 
+/* Greedy decoding of up to n_gen tokens after the prompt; stops after
+ * EOS, after BOS unless past_bos (llama2.c's run.c ends a story at BOS,
+ * the delimiter of its training data), and at logits that are not finite
+ * (*bad set, the position printed). The stopping token is listed, as it
+ * was generated. *n_calls gets the forward calls it made, for
+ * locate_nonfinite(). */
 static dv_status generate(struct dv_engine *e, const struct dv_model *m, int32_t *toks,
-                          int n_prompt, int n_gen, double *logits, int last_t,
-                          const struct dv_hook *hook)
+                          int n_prompt, int n_gen, bool past_bos, double *logits,
+                          int last_t, const struct dv_hook *hook, int *n_calls, bool *bad)
 {
     int n = n_prompt;
     const int32_t eos = m->vocab ? dv_vocab_eos(m->vocab) : -1;
+    const int32_t bos = m->vocab && !past_bos ? dv_vocab_bos(m->vocab) : -1;
+    const char *stop = NULL;
     dv_status s = DV_OK;
+    *n_calls = 0;
     for (int g = 0; g < n_gen && !s; g++) {
         if ((s = dv_engine_logits(e, g ? 0 : last_t, logits))) break;
+        struct dv_logit_census c;
+        dv_logit_census(logits, m->cfg.n_vocab, &c);
+        if (dv_logit_census_bad(&c)) {
+            printf("\ngeneration stopped: the logits at pos %d (token %d) are not finite\n",
+                   n - 1, toks[n - 1]);
+            put_census(&c);
+            *bad = true;
+            break;
+        }
         toks[n] = (int32_t)argmax(logits, m->cfg.n_vocab);
-        if (toks[n++] == eos) break;
+        if (toks[n] == eos || toks[n] == bos) {
+            stop = toks[n++] == eos ? "EOS" : "BOS (the story delimiter; --no-stop-at-bos "
+                                              "goes on)";
+            break;
+        }
+        n++;
         s = dv_engine_forward(e, &toks[n - 1], 1, n - 1, hook);
+        ++*n_calls;
     }
     if (s) return s;
     printf("\ngenerated %d tokens:", n - n_prompt);
     for (int i = n_prompt; i < n; i++) printf(" %d", toks[i]);
     putchar('\n');
+    if (stop) printf("stopped at %s\n", stop);
     put_text(m, toks, n);
+    return DV_OK;
+}
+
+/* Logits were not finite: run the same forward calls again from an empty
+ * cache (sched[n_pass], then n_gen single tokens after the schedule's)
+ * with a hook that finds the first tensor holding a NaN or an infinity,
+ * and print it. Backends are deterministic, so the second run computes
+ * the same values. */
+static dv_status locate_nonfinite(struct dv_engine *e, const int32_t *toks,
+                                  const int32_t *sched, int n_pass, int n_gen)
+{
+    struct dv_nan_watch w = {0};
+    struct dv_hook h = dv_nan_watch_hook(&w);
+    dv_status s = DV_OK;
+    int pos = 0;
+    dv_engine_reset(e);
+    for (int i = 0; !s && !w.found && i < n_pass; pos += sched[i++])
+        s = dv_engine_forward(e, toks + pos, sched[i], pos, &h);
+    for (int g = 0; !s && !w.found && g < n_gen; g++, pos++)
+        s = dv_engine_forward(e, toks + pos, 1, pos, &h);
+    if (s) return s;
+    if (!w.found) {
+        printf("  a second run of the same calls holds no NaN or infinity in any tensor\n");
+        return DV_OK;
+    }
+    char shape[64] = "[";
+    for (int k = 0, o = 1; k < w.n_dims; k++)
+        o += snprintf(shape + o, sizeof shape - (size_t)o, k ? ", %lld" : "%lld",
+                      (long long)w.shape[k]);
+    strncat(shape, "]", sizeof shape - strlen(shape) - 1);
+    printf("  it first appears in pass %d, %s (%s, %s): %lld NaN, %lld inf, the first at "
+           "flat index %lld\n", w.pass, w.name, dv_op_name(w.op), shape,
+           (long long)w.n_nan, (long long)w.n_inf, (long long)w.first);
     return DV_OK;
 }
 
@@ -287,7 +380,10 @@ static dv_status finish_dump(const struct run_opts *o, struct dv_dump_sink *sink
     return DV_OK;
 }
 
-static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **toks)
+/* Run o's schedule, print the top tokens and generate; *bad set when
+ * logits it reports are not finite. */
+static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **toks,
+                     bool *bad)
 {
     int n_tok = 0, n_pass = 0;
     int32_t *sched = NULL;
@@ -337,14 +433,29 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     const int last = n_pass ? sched[n_pass - 1] : 0, pos0 = pos - last;
     if (!s) printf("\npass %d of %d (pos0 %d, %d tokens): top %d next tokens per position\n",
                    n_pass - 1, n_pass, pos0, last, o->top_k);
+    int n_bad = 0, n_calls = 0;
     for (int t = 0; !s && t < last; t++) {
         printf("  pos %3d  %6d ", pos0 + t, (*toks)[pos0 + t]);
         put_token(m, (*toks)[pos0 + t], 10);
-        if (!(s = dv_engine_logits(e, t, logits))) put_top(m, logits, m->cfg.n_vocab, o->top_k);
+        if (!(s = dv_engine_logits(e, t, logits)))
+            n_bad += !put_top(m, logits, m->cfg.n_vocab, o->top_k);
     }
-    if (!s && o->generate)
-        s = generate(e, m, *toks, n_tok, o->generate, logits, last - 1, hook);
+    *bad = n_bad > 0;
+    if (!s && o->generate && n_bad)
+        printf("\ngeneration not run: the logits are not finite\n");
+    if (!s && o->generate && !n_bad)
+        s = generate(e, m, *toks, n_tok, o->generate, o->go_past_bos, logits, last - 1, hook,
+                     &n_calls, bad);
+    /* a dump with NaN in it is the evidence: commit it all the same */
     if (sink.dump) s = finish_dump(o, &sink, s);
+    if (!s && *bad) {
+        if (n_bad)
+            printf("\nNOT FINITE: the logits of %d of %d positions hold NaN or +inf\n",
+                   n_bad, last);
+        else
+            printf("\nNOT FINITE: the logits of a generated position hold NaN or +inf\n");
+        s = locate_nonfinite(e, *toks, sched, n_pass, n_calls);
+    }
     dv_engine_free(e);
     free(sched), free(logits);
     return s;
@@ -355,12 +466,15 @@ int dv_cmd_run(int argc, char **argv)
     struct run_opts o;
     int rc = parse_run_opts(argc, argv, &o);
     if (rc) return rc < 0 ? DV_EXIT_OK : rc;
+    dv_status s = dv_outfile_check_inputs(o.dump, &o.model, 1);
+    if (s) return dv_report(s);
     struct dv_model *m;
-    dv_status s = dv_model_open(o.model, &m);
+    s = dv_model_open(o.model, &m);
     if (s) return dv_report(s);
     int32_t *toks = NULL;
-    s = run(&o, m, &toks);
+    bool bad = false;
+    s = run(&o, m, &toks, &bad);
     free(toks);
     dv_model_free(m);
-    return s ? dv_report(s) : DV_EXIT_OK;
+    return s ? dv_report(s) : bad ? DV_EXIT_DIVERGED : DV_EXIT_OK;
 }

@@ -2,6 +2,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,34 +11,67 @@
 
 #include "args.h"
 #include "error.h"
+#include "outpath.h"
+
+static void outfile_free(struct dv_outfile *o)
+{
+    free(o->path), free(o->dest), free(o->tmp);
+    *o = (struct dv_outfile){NULL, NULL, NULL, NULL};
+}
+
+/* A device or FIFO: opened as it is, no temporary file, nothing renamed. */
+static dv_status open_stream(struct dv_outfile *o)
+{
+    int fd = open(o->path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    o->f = fd < 0 ? NULL : fdopen(fd, "w");
+    if (o->f) return DV_OK;
+    dv_status s = dv_fail(DV_E_IO, "%s: cannot write: %s", o->path, strerror(errno));
+    if (fd >= 0) close(fd);
+    outfile_free(o);
+    return s;
+}
 
 dv_status dv_outfile_open(const char *path, struct dv_outfile *o)
 {
-    *o = (struct dv_outfile){stdout, NULL, NULL};
-    if (!path || !strcmp(path, "-")) return DV_OK;
-    char *d = strdup(path), *b = strdup(path);
-    size_t n = strlen(path) + 32;
-    o->tmp = malloc(n);
+    *o = (struct dv_outfile){stdout, NULL, NULL, NULL};
+    /* /dev/stdout is our stdout as it is, as a shell's redirection takes
+     * it: a file that stdout appends to is appended to, not replaced */
+    if (!path || !strcmp(path, "-") || !strcmp(path, "/dev/stdout")) return DV_OK;
+    struct dv_outpath op;
+    dv_status s = dv_outpath_resolve(path, &op);
+    if (s) {
+        *o = (struct dv_outfile){NULL, NULL, NULL, NULL};
+        return s;
+    }
     o->path = strdup(path);
-    if (!d || !b || !o->tmp || !o->path) {
-        free(d), free(b), free(o->tmp), free(o->path);
-        *o = (struct dv_outfile){NULL, NULL, NULL};
+    o->dest = op.path;
+    if (!o->path) {
+        outfile_free(o);
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    if (op.kind == DV_OUTPATH_STREAM) return open_stream(o);
+    char *d = strdup(o->dest), *b = strdup(o->dest);
+    size_t n = strlen(o->dest) + 32;
+    o->tmp = malloc(n);
+    if (!d || !b || !o->tmp) {
+        free(d), free(b);
+        outfile_free(o);
         return dv_fail(DV_E_NOMEM, "out of memory");
     }
     snprintf(o->tmp, n, "%s/.%s.XXXXXX.part", dirname(d), basename(b));
     free(d), free(b);
     int fd = mkstemps(o->tmp, 5);
-    /* mkstemps makes the file 0600; a report gets the usual 0666 - umask */
-    mode_t um = umask(0);
-    umask(um);
-    if (fd >= 0) fchmod(fd, 0666 & ~um);
+    /* mkstemps makes the file 0600; a report gets a replaced file's mode,
+     * else the usual 0666 - umask */
+    if (fd >= 0) fchmod(fd, op.mode);
     o->f = fd < 0 ? NULL : fdopen(fd, "w");
     if (!o->f) {
         int e = errno;
         if (fd >= 0) close(fd), unlink(o->tmp);
-        dv_status s = dv_fail(DV_E_IO, "%s: cannot write: %s", path, strerror(e));
-        free(o->tmp), free(o->path);
-        *o = (struct dv_outfile){NULL, NULL, NULL};
+        /* a directory that is not there is a bad argument, as for dumps */
+        s = dv_fail(e == ENOENT || e == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                    "%s: cannot write: %s", path, strerror(e));
+        outfile_free(o);
         return s;
     }
     dv_guard_temp(o->tmp);
@@ -51,14 +85,26 @@ dv_status dv_outfile_close(struct dv_outfile *o, int commit)
         if (fflush(stdout) && commit) s = dv_fail(DV_E_IO, "stdout: %s", strerror(errno));
         return s;
     }
-    int bad = fflush(o->f) || ferror(o->f) || fsync(fileno(o->f));
+    /* a device or FIFO is not fsynced (a pipe cannot be) and not renamed */
+    int bad = fflush(o->f) || ferror(o->f) || (o->tmp && fsync(fileno(o->f)));
     int e = errno;
     bad |= fclose(o->f) != 0;
-    if (commit && !bad && rename(o->tmp, o->path)) bad = 1, e = errno;
+    if (commit && !bad && o->tmp && rename(o->tmp, o->dest)) bad = 1, e = errno;
     if (commit && bad) s = dv_fail(DV_E_IO, "%s: cannot write: %s", o->path, strerror(e));
-    if (!commit || bad) unlink(o->tmp);
-    dv_guard_temp(NULL);
-    free(o->tmp), free(o->path);
-    *o = (struct dv_outfile){NULL, NULL, NULL};
+    if (o->tmp && (!commit || bad)) unlink(o->tmp);
+    if (o->tmp) dv_guard_temp(NULL);
+    outfile_free(o);
     return s;
+}
+
+dv_status dv_outfile_check_inputs(const char *out, const char *const *inputs, int n)
+{
+    struct stat so, si;
+    if (!out || !strcmp(out, "-") || stat(out, &so) != 0) return DV_OK;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && stat(inputs[i], &si) == 0 && si.st_dev == so.st_dev &&
+            si.st_ino == so.st_ino)
+            return dv_fail(DV_E_USAGE, "%s: the output would replace the input %s; give another output file",
+                           out, inputs[i]);
+    return DV_OK;
 }

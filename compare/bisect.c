@@ -6,6 +6,7 @@
 #include "bisect.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,6 +396,19 @@ void dv_bisect_free(struct dv_bisect_result *r)
 
 static dv_status make_dir(const char *dir)
 {
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
+        return dv_fail(DV_E_USAGE, "--keep-dumps %s: the path is too long", dir);
+    /* the parents first, as mkdir -p: "a/b/c" makes a and a/b too */
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/' || c[-1] == '/') continue;
+        *c = '\0';
+        int r = mkdir(p, 0777);
+        *c = '/';
+        if (r != 0 && errno != EEXIST)
+            return dv_fail(errno == ENOTDIR ? DV_E_USAGE : DV_E_IO, "--keep-dumps %s: %s",
+                           dir, strerror(errno));
+    }
     if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
         struct stat sb;
         if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return DV_OK;

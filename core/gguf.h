@@ -189,9 +189,19 @@ dv_status dv_gguf_writer_add_tensor(struct dv_gguf_writer *w,
                                     uint32_t n_dims, const int64_t *ne,
                                     const void *data);
 
+/* guard (NULL: none) is told the temporary file's path as soon as it
+ * exists and NULL once it is renamed or removed, so that a program can
+ * remove it when a signal ends the process mid-write (the CLI's
+ * dv_guard_temp). A library installs no signal handler itself. */
+void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char *tmp));
+
 /* Write the file: to "PATH.tmp.XXXXXX" in the same directory, fsync, then
  * rename over path, so a failure never leaves a partial file under path and
- * never touches an existing one. DV_E_IO with a message on failure. */
+ * never touches an existing one. A symbolic link at path is followed (its
+ * target replaced, the link kept); a replaced file keeps its mode
+ * (outpath.h). DV_E_USAGE when path is a directory, device, FIFO, socket
+ * or dangling link, or its directory does not exist; DV_E_IO with a
+ * message on other failures. */
 dv_status dv_gguf_writer_write(struct dv_gguf_writer *w, const char *path);
 
 #endif

@@ -7,7 +7,8 @@
  * tensor's data straight from the caller's pointer, padded with zeros to the
  * alignment as ggml's gguf writer does (after every tensor, the last one
  * included). The file appears under its name only once complete: it is
- * written to "PATH.tmp.XXXXXX", fsynced and renamed.
+ * written to "PATH.tmp.XXXXXX", fsynced and renamed (a symbolic link's
+ * target is replaced, a replaced file keeps its mode: outpath.h).
  */
 #include "gguf.h"
 
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "outpath.h"
 
 /* llama.cpp keeps tensor names in char[GGML_MAX_NAME = 64], NUL included. */
 #define MAX_TENSOR_NAME 63
@@ -51,6 +53,7 @@ struct dv_gguf_writer {
     uint64_t n_tensors;
     size_t tensors_cap;
     uint64_t alignment;
+    void (*guard)(const char *tmp); /* told the temporary file's path, or NULL */
 };
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -123,6 +126,11 @@ void dv_gguf_writer_free(struct dv_gguf_writer *w)
     free(w->tensors);
     free(w->kv.p);
     free(w);
+}
+
+void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char *tmp))
+{
+    if (w) w->guard = guard;
 }
 
 /* Room for element n in arr (*cap elements of sz bytes): arr itself, a
@@ -463,51 +471,68 @@ static void sync_dir(const char *path)
 /* Fill fd: mode, header and tensors, fsync. Returns the step that failed
  * (errno tells why) or NULL. */
 static const char *fill_file(const struct dv_gguf_writer *w, int fd,
-                             const struct buf *hdr)
+                             const struct buf *hdr, mode_t mode)
 {
-    /* mkstemp creates 0600; a model file is meant to be shared. */
-    if (fchmod(fd, 0644) != 0) return "set the mode of";
+    /* mkstemp creates 0600; a model file is meant to be shared: a new
+     * file's usual mode, or the mode of the file it replaces */
+    if (fchmod(fd, mode) != 0) return "set the mode of";
     if (!write_body(w, fd, hdr)) return "write";
     if (fsync(fd) != 0) return "fsync";
     return NULL;
 }
 
-/* Write hdr and the tensors to a new temporary file beside path, then rename
- * it over path. On failure the temporary file is removed and path is left as
- * it was. */
+/* Write hdr and the tensors to a new temporary file beside the destination
+ * (outpath.h: path, or its target when it is a symbolic link), then rename
+ * it over the destination. On failure the temporary file is removed and
+ * path is left as it was. */
 static dv_status commit(const struct dv_gguf_writer *w, const char *path,
                         const struct buf *hdr)
 {
-    size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
+    struct dv_outpath op;
+    dv_status s = dv_outpath_resolve(path, &op);
+    if (s) return s;
+    if (op.kind == DV_OUTPATH_STREAM) {
+        dv_outpath_free(&op);
+        return dv_fail(DV_E_USAGE, "%s: is %s; a GGUF file is written to a regular "
+                       "file", path, op.what);
+    }
+    size_t len = strlen(op.path) + sizeof ".tmp.XXXXXX";
     char *tmp = malloc(len);
-    if (!tmp) return dv_fail(DV_E_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, len, "%s.tmp.XXXXXX", path);
+    if (!tmp) {
+        dv_outpath_free(&op);
+        return dv_fail(DV_E_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, len, "%s.tmp.XXXXXX", op.path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        dv_status s = dv_fail(DV_E_IO, "%s: cannot create a temporary file: "
-                              "%s", path, strerror(errno));
+        /* a directory that is not there is a bad argument, not an I/O failure */
+        s = dv_fail(errno == ENOENT || errno == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                    "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
+        dv_outpath_free(&op);
         return s;
     }
-    const char *step = fill_file(w, fd, hdr);
+    if (w->guard) w->guard(tmp);
+    const char *step = fill_file(w, fd, hdr, op.mode);
     int err = errno;
     if (close(fd) != 0 && !step) {
         step = "close";
         err = errno;
     }
-    if (!step && rename(tmp, path) != 0) {
+    if (!step && rename(tmp, op.path) != 0) {
         step = "rename";
         err = errno;
     }
-    dv_status s = DV_OK;
     if (step) {
         unlink(tmp);
         s = dv_fail(DV_E_IO, "%s: cannot %s %s: %s", path, step, tmp,
                     strerror(err));
     } else {
-        sync_dir(path);
+        sync_dir(op.path);
     }
+    if (w->guard) w->guard(NULL);
     free(tmp);
+    dv_outpath_free(&op);
     return s;
 }
 

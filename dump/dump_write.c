@@ -29,6 +29,7 @@
 #include "h5vfd.h"
 #include "dump.h"
 #include "model.h"
+#include "outpath.h"
 #include "ops.h"
 #include "quant.h"
 #include "schema.h"
@@ -48,7 +49,9 @@ _Static_assert((int)DV_DUMP_F32 == (int)DV_TYPE_F32 && (int)DV_DUMP_F16 == (int)
 #define DEFLATE_LEVEL 1
 
 struct dv_dump {
-    char *path, *tmp;      /* destination, temporary file */
+    char *path, *tmp;      /* destination as given (for messages), temporary file */
+    char *dest;            /* the file renamed onto: path, or a symlink's target */
+    mode_t mode;           /* the dump's permissions: a replaced file's (outpath.h) */
     int fd;                /* the temporary file, flocked */
     struct dv_h5_vfd_ctl vfd; /* HDF5 writes through fd (h5vfd.h) */
     hid_t file, passes, pass;
@@ -137,9 +140,9 @@ static void remove_stale(const char *dir, const char *base)
  * unlink it between mkstemps and flock; then try again. */
 static dv_status make_temp(dv_dump *d)
 {
-    char *dir = dir_of(d->path);
+    char *dir = dir_of(d->dest);
     if (!dir) return dv_fail(DV_E_NOMEM, "out of memory");
-    const char *base = base_of(d->path);
+    const char *base = base_of(d->dest);
     remove_stale(dir, base);
     size_t cap = strlen(dir) + strlen(base) + 16;
     d->tmp = malloc(cap);
@@ -155,10 +158,9 @@ static dv_status make_temp(dv_dump *d)
         }
         struct stat st;
         if (!flock(d->fd, LOCK_EX | LOCK_NB) && !fstat(d->fd, &st) && st.st_nlink > 0) {
-            /* mkstemps makes 0600; the dump gets a new file's usual mode */
-            mode_t mask = umask(0);
-            umask(mask);
-            fchmod(d->fd, 0666 & ~mask);
+            /* mkstemps makes 0600; the dump gets a replaced file's mode,
+             * else a new file's usual one */
+            fchmod(d->fd, d->mode);
             break;
         }
         close(d->fd);
@@ -342,14 +344,26 @@ dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
     if ((flags & DV_DUMP_COMPRESS) &&
         (H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0 || H5Zfilter_avail(H5Z_FILTER_SHUFFLE) <= 0))
         return dv_fail(DV_E_USAGE, "%s: this HDF5 library has no deflate filter", path);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return dv_fail(DV_E_USAGE, "%s: is a directory", path);
+    struct dv_outpath op;
+    dv_status s = dv_outpath_resolve(path, &op);
+    if (s) return s;
+    if (op.kind == DV_OUTPATH_STREAM) {
+        dv_outpath_free(&op);
+        return dv_fail(DV_E_USAGE, "%s: is %s; a dump is written to a regular file "
+                       "(HDF5 seeks)", path, op.what);
+    }
     dv_h5_init();
     dv_dump *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
         free(d);
+        dv_outpath_free(&op);
         return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    d->dest = op.path;
+    d->mode = op.mode;
+    if (strlen(base_of(d->dest)) > NAME_MAX - 13) {
+        dv_dump_close(d, 0);
+        return dv_fail(DV_E_USAGE, "%s: the file name of its target is too long", path);
     }
     d->fd = -1;
     d->file = d->passes = d->pass = -1;
@@ -359,7 +373,7 @@ dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
     if (d->dapl >= 0) H5Pset_chunk_cache(d->dapl, 0, 0, 1.0);
     d->flags = flags;
     d->last_order = -1;
-    dv_status s = make_temp(d);
+    s = make_temp(d);
     if (!s) {
         struct dv_h5_quiet q;
         dv_h5_quiet(&q);
@@ -626,12 +640,12 @@ static dv_status commit(dv_dump *d)
     if ((s = h5_check(d, r, "cannot finish the file"))) return s;
     if (fsync(d->fd))
         return d->failed = true, dv_fail(DV_E_IO, "%s: %s", d->path, strerror(errno));
-    if (rename(d->tmp, d->path))
+    if (rename(d->tmp, d->dest))
         return d->failed = true, dv_fail(DV_E_IO, "%s: cannot rename %s onto it: %s",
                                          d->path, d->tmp, strerror(errno));
     free(d->tmp);
     d->tmp = NULL; /* renamed: nothing to remove */
-    return sync_dir(d->path);
+    return sync_dir(d->dest);
 }
 
 dv_status dv_dump_close(dv_dump *d, int commit_it)
@@ -653,6 +667,7 @@ dv_status dv_dump_close(dv_dump *d, int commit_it)
     if (d->fd >= 0) close(d->fd); /* releases the lock after the unlink */
     free(d->tmp);
     free(d->path);
+    free(d->dest);
     free(d->conv);
     free(d);
     return s;

@@ -109,8 +109,12 @@ typedef struct dv_dump dv_dump;
 int dv_dump_api_version(void);
 
 /* Start a dump that will become `path`. backend names the engine
- * ("cpu", "vulkan", "llama.cpp-cuda"). DV_E_USAGE for a bad argument,
- * DV_E_IO when the directory is not writable. */
+ * ("cpu", "vulkan", "llama.cpp-cuda"). A symbolic link at path is
+ * followed (its target is replaced on commit, the link stays); a file
+ * replaced keeps its permissions. DV_E_USAGE for a bad argument and for
+ * a path that is a directory, a device, a FIFO, a socket or a dangling
+ * link (a dump is seekable HDF5: it needs a regular file), DV_E_IO when
+ * the directory is not writable. */
 dv_status dv_dump_create(const char *path, const char *backend, unsigned flags,
                          dv_dump **out);
 

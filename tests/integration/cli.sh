@@ -16,6 +16,8 @@ expect 0 "version" -- "$D" --version
 # fixtures: deterministic, every type, listed
 expect 0 "fixture list" -- "$D" fixture --list
 ok "list names tinyllama-shape" grep -q tinyllama-shape "$T/out"
+ok "the list, not the help" test "$(grep -c . "$T/out")" -eq 3
+ok "one fixture a line, its name first" test "$(awk '{print $1}' "$T/out" | tr '\n' ' ')" = "tiny small tinyllama-shape "
 for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
     expect 0 "fixture tiny-$ty" -- "$D" fixture "tiny-$ty" -o "$T/tiny-$ty.gguf"
 done
@@ -23,13 +25,22 @@ expect 0 "fixture again" -- "$D" fixture tiny-q4_0 -o "$T/again.gguf"
 ok "byte-identical" cmp -s "$T/tiny-q4_0.gguf" "$T/again.gguf"
 expect 2 "unknown fixture" -- "$D" fixture huge -o "$T/x.gguf"
 expect 2 "fixture without -o" -- "$D" fixture tiny
-expect 3 "fixture into a missing directory" -- "$D" fixture tiny -o "$T/no/such/dir/x.gguf"
+expect 2 "fixture into a missing directory" -- "$D" fixture tiny -o "$T/no/such/dir/x.gguf"
+ok "one error line" one_error_line "no/such/dir/x.gguf"
 ok "no partial file" test ! -e "$T/no/such/dir/x.gguf"
 
 # info
 expect 0 "info" -- "$D" info "$T/tiny-q8_0.gguf"
 ok "info shows config" grep -q "config (llama): d_model 64, layers 2, heads 4, kv heads 2" "$T/out"
 ok "info shows q8_0 tensor" grep -qE "blk.0.attn_q.weight +q8_0 +\[64, 64\]" "$T/out"
+# a crafted tensor name with a terminal escape sequence (ESC [31m, same
+# length as the name it replaces) is printed escaped, like key names
+off=$(grep -obUa "output_norm.weight" "$T/tiny-f32.gguf" | head -1 | cut -d: -f1)
+cp "$T/tiny-f32.gguf" "$T/esc.gguf"
+printf '\033[31mput_norm.weig' | dd of="$T/esc.gguf" bs=1 seek="$off" conv=notrunc status=none
+expect 0 "info with an escape sequence in a tensor name" -- "$D" info "$T/esc.gguf"
+ok "no ESC byte on the terminal" test "$(tr -dc '\033' <"$T/out" | wc -c)" -eq 0
+ok "the name escaped" grep -qF '\x1b[31mput_norm.weig ' "$T/out"
 expect 2 "info on a missing file" -- "$D" info "$T/missing.gguf"
 ok "one error line" one_error_line missing.gguf
 

@@ -59,3 +59,32 @@ finish() {
     echo "$n_pass passed, $n_fail failed"
     [ "$n_fail" -eq 0 ]
 }
+
+# poison_nan SRC DST TENSOR INDEX: DST is the GGUF file SRC with element
+# INDEX of its f32 tensor TENSOR set to a quiet NaN (0x7fc00000), found
+# through the offsets `diverge info` prints.
+poison_nan() {
+    local base off
+    base=$("$D" info "$1" | sed -n 's/.*, data at \([0-9]*\)$/\1/p')
+    off=$("$D" info "$1" | awk -v t="$3" '$1 == t { print $(NF - 1) }')
+    [ -n "$base" ] && [ -n "$off" ] && cp "$1" "$2" &&
+        printf '\000\000\300\177' | dd of="$2" bs=1 seek=$((base + off + 4 * $4)) \
+            conv=notrunc status=none
+}
+
+# expect_piped RC DESCRIPTION -- CMD...: as expect, with stdout a pipe
+# (through cat into $T/out), where a crash would lose buffered output.
+expect_piped() {
+    local want=$1 what=$2
+    shift 3
+    "$@" 2>"$T/err" | cat >"$T/out"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq "$want" ]; then
+        n_pass=$((n_pass + 1))
+    else
+        n_fail=$((n_fail + 1))
+        echo "FAIL: $what: exit $rc, expected $want: $*"
+        sed 's/^/    stderr: /' "$T/err" | head -5
+    fi
+    return 0
+}

@@ -15,4 +15,20 @@ ok "split-prompt text" grep -qF "text: $want" "$T/out"
 expect 2 "wrong tokenizer" -- "$D" import-llama2c "$FX/data/stories260K.bin" "$FX/data/stories260K.bin" -o "$T/x.gguf"
 ok "one error line" one_error_line stories260K.bin
 ok "nothing written" test ! -e "$T/x.gguf"
+# generation stops at BOS, the story delimiter, where llama2.c's run.c
+# stops: the first story is 345 tokens, then BOS (listed, as EOS would be)
+expect 0 "generate to the end of the story" -- "$D" run "$T/st.gguf" --generate 400
+ok "346 tokens, BOS last" grep -qE "^generated 346 tokens: 403 .* 1$" "$T/out"
+ok "says why it stopped" grep -q "^stopped at BOS" "$T/out"
+ok "one story" grep -qE '^Lily and her mom .*You are a good friend\."$' "$T/out"
+ok "not the next one" test "$(grep -c "Once upon a time" "$T/out")" -eq 1
+expect 0 "--no-stop-at-bos goes on" -- "$D" run "$T/st.gguf" --generate 400 --no-stop-at-bos
+ok "400 tokens" grep -q "^generated 400 tokens:" "$T/out"
+ok "a second story" test "$(grep -c "Once upon a time" "$T/out")" -eq 2
+
+# a model file cut inside layer 4's wk (each matrix is stored for every
+# layer in turn): the message names that tensor
+head -c 250000 "$FX/data/stories260K.bin" >"$T/cut.bin"
+expect 2 "cut model" -- "$D" import-llama2c "$T/cut.bin" "$FX/data/tok512.bin" -o "$T/x.gguf"
+ok "names blk.4.attn_k.weight" one_error_line "cut.bin: file ends inside tensor blk.4.attn_k.weight "
 finish

@@ -919,7 +919,8 @@ static void test_writer_missing_dir(void **state)
     snprintf(path, sizeof path, "%s/no/such/dir/m.gguf", t->dir);
     OK(dv_gguf_writer_new(&w));
     OK(dv_gguf_writer_set_str(w, "general.architecture", "x"));
-    assert_int_equal(dv_gguf_writer_write(w, path), DV_E_IO);
+    /* a bad argument (exit status 2), as for a dump */
+    assert_int_equal(dv_gguf_writer_write(w, path), DV_E_USAGE);
     assert_non_null(strstr(dv_errmsg(), path));
     assert_non_null(strstr(dv_errmsg(), "No such file or directory"));
     dv_gguf_writer_free(w);
@@ -971,6 +972,44 @@ static void test_writer_failure_keeps_file(void **state)
     assert_int_equal(count_tmp_files(t->dir), 0);
 }
 
+/* What the writer told its guard: the calls, and whether the file named
+ * existed at the time. */
+static struct {
+    int n_calls, n_existed;
+    char path[256];
+    bool last_null;
+} guard_log;
+
+static void guard_record(const char *tmp)
+{
+    guard_log.n_calls++;
+    guard_log.last_null = !tmp;
+    if (!tmp) return;
+    snprintf(guard_log.path, sizeof guard_log.path, "%s", tmp);
+    guard_log.n_existed += access(tmp, F_OK) == 0;
+}
+
+/* The guard hears of the temporary file while it exists (so a signal
+ * handler could remove it), then NULL once it is renamed. */
+static void test_writer_guard(void **state)
+{
+    struct tmp *t = *state;
+    struct dv_gguf_writer *w = NULL;
+    float d[32] = {1};
+    memset(&guard_log, 0, sizeof guard_log);
+    OK(dv_gguf_writer_new(&w));
+    OK(dv_gguf_writer_add_tensor(w, "t", DV_TYPE_F32, 1, (const int64_t[]){32}, d));
+    dv_gguf_writer_set_guard(w, guard_record);
+    OK(dv_gguf_writer_write(w, t->path));
+    dv_gguf_writer_free(w);
+    assert_int_equal(guard_log.n_calls, 2);
+    assert_int_equal(guard_log.n_existed, 1);
+    assert_true(guard_log.last_null);
+    assert_int_equal(strncmp(guard_log.path, t->path, strlen(t->path)), 0);
+    assert_int_equal(access(guard_log.path, F_OK), -1); /* renamed */
+    assert_int_equal(count_tmp_files(t->dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -989,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_writer_usage),
         cmocka_unit_test(test_writer_missing_dir),
         cmocka_unit_test(test_writer_failure_keeps_file),
+        cmocka_unit_test(test_writer_guard),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
