@@ -3,7 +3,8 @@
  * dumps part ways, and whether the difference is f32 noise.
  *
  * Exit status: 0 agree, 1 diverged (or some passes could not be compared),
- * 2 bad usage or input (also: the dumps have no tensor in common),
+ * 2 bad usage or input (also: the dumps have no tensor in common, or a
+ * reference or oracle with NaN/Inf where a forward pass has numbers),
  * 3 runtime error.
  */
 #include <getopt.h>
@@ -43,8 +44,12 @@ static void compare_help(void)
            "  --format F      text (default) or json (every tensor, for programs)\n"
            "  --all           text: list every tensor, not only the per-layer worst\n"
            "  -o, --output F  write the report to F (complete or not at all)\n\n"
+           "A value that is NaN or +-Inf on one side and not the same on the other\n"
+           "diverges (a -inf of the causal mask against a finite score too); the metrics\n"
+           "cover the values finite on both sides.\n\n"
            "Exit status: 0 agree, 1 diverged (or passes ran other tokens), 2 bad usage\n"
-           "or input (also: no tensor in common), 3 runtime error. Colours only on a\n"
+           "or input (also: no tensor in common, a reference or oracle holding NaN/Inf\n"
+           "where a forward pass has numbers), 3 runtime error. Colours only on a\n"
            "terminal and never with NO_COLOR set.\n");
 }
 
@@ -102,6 +107,13 @@ static int run_compare(const struct compare_opts *o, struct dv_reader *rd[3],
     struct dv_cmp_result *c = NULL;
     if (!s) s = dv_compare(rd[0], rd[1], rd[2], *policy, &c);
     if (s) return dv_report(s);
+    if (dv_cmp_verdict(c) == DV_VERDICT_BROKEN) { /* bad input: the line names the file */
+        char line[1024];
+        dv_cmp_verdict_line(c, line, sizeof line);
+        fprintf(stderr, "diverge: %s\n", line);
+        dv_cmp_free(c);
+        return DV_EXIT_USAGE;
+    }
     if (!c->n_compared && !c->n_shape) {
         char line[512];
         dv_cmp_verdict_line(c, line, sizeof line);

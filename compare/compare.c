@@ -25,9 +25,16 @@
 const char *dv_row_status_name(int s)
 {
     static const char *const names[] = {"ok", "diverged", "shape", "missing", "extra",
-                                        "skipped"};
+                                        "skipped", "broken"};
     _Static_assert(sizeof names / sizeof names[0] == DV_ROW_STATUS_COUNT, "row names");
     return s >= 0 && s < DV_ROW_STATUS_COUNT ? names[s] : "?";
+}
+
+const char *dv_broken_side_name(int s)
+{
+    static const char *const names[] = {"none", "ref", "oracle", "disagree"};
+    _Static_assert(sizeof names / sizeof names[0] == DV_BROKEN_COUNT, "broken names");
+    return s >= 0 && s < DV_BROKEN_COUNT ? names[s] : "?";
 }
 
 const char *dv_pass_status_name(int s)
@@ -66,7 +73,7 @@ static struct dv_cmp_row *add_row(struct dv_cmp_result *c, int *cap)
     }
     struct dv_cmp_row *w = &c->rows[c->n_rows++];
     memset(w, 0, sizeof *w);
-    w->max_at.flat = w->bad_at.flat = -1;
+    w->max_at.flat = w->bad_at.flat = w->broken_at.flat = -1;
     return w;
 }
 
@@ -394,35 +401,126 @@ static void judge_oracle(struct dv_cmp_row *w, const struct dv_metrics *ao,
                          const struct dv_metrics *bo)
 {
     w->has_oracle = true;
-    w->err_test = ao->bad_test ? INFINITY : dv_metrics_rel_rms(ao);
+    w->err_test = ao->mismatch ? INFINITY : dv_metrics_rel_rms(ao);
     w->err_ref = dv_metrics_rel_rms(bo);
     w->limit = w->tol.oracle_m * w->err_ref + w->tol.oracle_floor;
     double r = over(w->err_test, w->limit);
     consider(w, r, "err vs oracle %.3g > limit %.3g", w->err_test, w->limit);
 }
 
-/* Decide a measured row. NaN/Inf first, then the oracle rule or the
- * fixed limits. */
-static void judge(struct dv_cmp_row *w, const struct dv_metrics *ao,
-                  const struct dv_metrics *bo, bool with_oracle)
+/* The non-finite mismatches of a row as its reason: the test's own
+ * NaN/Inf where the reference is finite, and the reference's infinities
+ * the test does not reproduce (a masked score the test computed). */
+static void why_mismatch(struct dv_cmp_row *w)
+{
+    const struct dv_metrics *m = &w->m;
+    const long long bt = m->bad_test, br = m->bad_ref;
+    if (bt && !br)
+        snprintf(w->why, sizeof w->why, "%lld NaN/Inf in the test where the reference is "
+                 "finite (of its %lld NaN and %lld Inf)", bt, (long long)m->nan_test,
+                 (long long)m->inf_test);
+    else if (!bt) /* in a row that is not broken the reference's only Inf is -inf */
+        snprintf(w->why, sizeof w->why, "%lld value%s where the reference is -inf and the "
+                 "test is not", br, br == 1 ? "" : "s");
+    else
+        snprintf(w->why, sizeof w->why, "%lld non-finite mismatches: %lld NaN/Inf in the "
+                 "test where the reference is finite, %lld where the reference is -inf and "
+                 "the test is not", (long long)m->mismatch, bt, br);
+}
+
+/* Where a reference -inf can be right (compare.h): the scores' masked
+ * keys, logits, and names outside the table. */
+static bool neginf_ok(const struct dv_cmp_row *w, int64_t n_layer)
+{
+    struct dv_schema_tensor id;
+    if (!dv_schema_lookup(w->name, n_layer, &id)) return true;
+    return id.op == DV_OP_KQ || (id.layer < 0 && id.which == DV_GT_LOGITS);
+}
+
+/* The values of m's reference side no forward pass gives in this tensor
+ * (compare.h): their count, the first one's index and value. */
+static int64_t impossible(const struct dv_metrics *m, bool ninf_ok, int64_t *first,
+                          double *value)
+{
+    const int64_t at[3] = {m->nan_ref_first, m->posinf_ref_first,
+                           ninf_ok ? -1 : m->neginf_ref_first};
+    const double val[3] = {NAN, INFINITY, -INFINITY};
+    *first = -1;
+    for (int i = 0; i < 3; i++)
+        if (at[i] >= 0 && (*first < 0 || at[i] < *first)) *first = at[i], *value = val[i];
+    return m->nan_ref + m->posinf_ref + (ninf_ok ? 0 : m->neginf_ref);
+}
+
+/* "12 NaN, 3 +Inf" of what m's reference side holds that it cannot. */
+static void impossible_counts(const struct dv_metrics *m, bool ninf_ok, char *buf, size_t cap)
+{
+    const int64_t n[3] = {m->nan_ref, m->posinf_ref, ninf_ok ? 0 : m->neginf_ref};
+    const char *what[3] = {"NaN", "+Inf", "-Inf"};
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 3; i++)
+        if (n[i] && o < cap)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%lld %s", o ? ", " : "", (long long)n[i],
+                                  what[i]);
+}
+
+/* Mark w BROKEN when the reference, or the oracle (bo: the reference
+ * against it), holds what it cannot (compare.h). */
+static bool judge_broken(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
+                         const struct dv_metrics *bo, bool with_oracle)
+{
+    const bool ninf = neginf_ok(w, cfg->n_layer);
+    int64_t first;
+    double value = NAN;
+    char counts[96];
+    if ((w->n_broken = impossible(&w->m, ninf, &first, &value))) {
+        w->broken = DV_BROKEN_REF;
+        impossible_counts(&w->m, ninf, counts, sizeof counts);
+        snprintf(w->why, sizeof w->why, "the reference holds %s where a forward pass "
+                 "cannot", counts);
+    } else if (with_oracle && (w->n_broken = impossible(bo, ninf, &first, &value))) {
+        w->broken = DV_BROKEN_ORACLE;
+        impossible_counts(bo, ninf, counts, sizeof counts);
+        snprintf(w->why, sizeof w->why, "the oracle holds %s where a forward pass cannot",
+                 counts);
+    } else if (with_oracle && bo->mismatch) {
+        w->broken = DV_BROKEN_DISAGREE;
+        w->n_broken = bo->mismatch;
+        first = bo->mismatch_first;
+        value = bo->mismatch_ref;
+        snprintf(w->why, sizeof w->why, "the oracle and the reference disagree on %lld "
+                 "non-finite values (the first: oracle %g, reference %g)",
+                 (long long)bo->mismatch, bo->mismatch_ref, bo->mismatch_test);
+    } else {
+        return false;
+    }
+    w->broken_value = value;
+    w->status = DV_ROW_BROKEN;
+    w->ratio = NAN;
+    dv_cmp_locate(&w->broken_at, first, w, cfg, pos0);
+    return true;
+}
+
+/* Decide a measured row: a broken reference or oracle first, then the
+ * oracle rule or the fixed limits, then the non-finite mismatches, which
+ * diverge whatever the limits. */
+static void judge(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
+                  const struct dv_metrics *ao, const struct dv_metrics *bo, bool with_oracle)
 {
     const struct dv_metrics *m = &w->m;
     w->ratio = 0;
     w->why[0] = 0;
+    w->broken = DV_BROKEN_NONE;
+    w->n_broken = 0;
+    w->broken_at.flat = -1;
+    if (judge_broken(w, cfg, pos0, bo, with_oracle)) return;
     if (with_oracle)
         judge_oracle(w, ao, bo);
     else
         judge_fixed(w);
-    if (m->bad_ref && w->tol.nonfinite == DV_NONFINITE_ANY) {
+    if (m->mismatch) {
         w->ratio = INFINITY;
-        snprintf(w->why, sizeof w->why, "%lld reference NaN/Inf not reproduced by the test",
-                 (long long)m->bad_ref);
-    }
-    if (m->bad_test) {
-        w->ratio = INFINITY;
-        snprintf(w->why, sizeof w->why, "%lld NaN/Inf in the test where the reference is "
-                 "finite (%lld NaN, %lld Inf)", (long long)m->bad_test,
-                 (long long)m->nan_test, (long long)m->inf_test);
+        why_mismatch(w);
     }
     w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
     if (!(w->ratio > 1)) w->why[0] = 0; /* the reason of a failure only */
@@ -482,12 +580,9 @@ static void finish_row(struct dv_cmp_row *w, const struct dv_config *cfg, int64_
                        const struct dv_metrics *ao, const struct dv_metrics *bo,
                        bool with_oracle)
 {
-    judge(w, ao, bo, with_oracle);
+    judge(w, cfg, pos0, ao, bo, with_oracle);
     if (w->m.n_used) dv_cmp_locate(&w->max_at, w->m.max_abs_at, w, cfg, pos0);
-    if (w->m.bad_test)
-        dv_cmp_locate(&w->bad_at, w->m.bad_test_first, w, cfg, pos0);
-    else if (w->m.bad_ref)
-        dv_cmp_locate(&w->bad_at, w->m.bad_ref_first, w, cfg, pos0);
+    dv_cmp_locate(&w->bad_at, w->m.mismatch_first, w, cfg, pos0);
 }
 
 void dv_cmp_judge(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
@@ -607,7 +702,7 @@ static dv_status compare_pass(struct ctx *x, int cp)
 
 static void count_rows(struct dv_cmp_result *c)
 {
-    c->first = c->worst = -1;
+    c->first = c->worst = c->first_broken = -1;
     for (int i = 0; i < c->n_rows; i++) {
         const struct dv_cmp_row *w = &c->rows[i];
         switch (w->status) {
@@ -617,6 +712,10 @@ static void count_rows(struct dv_cmp_result *c)
         case DV_ROW_MISSING: c->n_missing++; break;
         case DV_ROW_EXTRA: c->n_extra++; break;
         case DV_ROW_SKIPPED: c->n_skipped++; break;
+        case DV_ROW_BROKEN:
+            if (c->first_broken < 0) c->first_broken = i;
+            c->n_broken++;
+            break;
         }
         bool diverged = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
         if (diverged && c->first < 0) c->first = i;
@@ -664,6 +763,7 @@ static dv_status summarise_layers(struct dv_cmp_result *c, int n_layer)
 
 enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c)
 {
+    if (c->n_broken) return DV_VERDICT_BROKEN;
     if (c->n_diverged || c->n_shape) return DV_VERDICT_DIVERGED;
     if (!c->n_compared || c->n_skipped) return DV_VERDICT_INCOMPARABLE;
     return DV_VERDICT_AGREE;
