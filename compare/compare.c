@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "ops.h"
@@ -108,26 +109,81 @@ static int pass_status(const struct dv_reader_pass *a, const struct dv_reader_pa
     return DV_PASS_MATCHED;
 }
 
-/* The oracle must have run what the reference ran: same model (when both
- * say), same layer count, and every pass they share the same schedule and
- * tokens. */
-static dv_status check_oracle(const struct dv_reader *o, const struct dv_reader *ref)
+/* Whether two paths name the same file (both exist). */
+static bool same_file(const char *a, const char *b)
 {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static const char *stored_name(int bytes)
+{
+    return bytes == 8 ? "float64" : bytes == 4 ? "float32" : bytes == 2 ? "float16" : "?";
+}
+
+/* The shape hyperparameters of a and b, the first that differs, or NULL. */
+static const char *other_shape(const struct dv_config *a, const struct dv_config *b,
+                               int64_t *va, int64_t *vb)
+{
+    const struct { const char *key; int64_t a, b; } k[] = {
+        {"n_vocab", a->n_vocab, b->n_vocab}, {"n_embd", a->d_model, b->d_model},
+        {"n_layer", a->n_layer, b->n_layer}, {"n_head", a->n_head, b->n_head},
+        {"n_head_kv", a->n_head_kv, b->n_head_kv}, {"head_dim", a->head_dim, b->head_dim},
+        {"n_ff", a->n_ff, b->n_ff}, {"n_rot", a->n_rot, b->n_rot},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (k[i].a != k[i].b) {
+            *va = k[i].a, *vb = k[i].b;
+            return k[i].key;
+        }
+    return NULL;
+}
+
+#define ORACLE_IS "an oracle is a float64 dump of the reference's run: diverge run " \
+                  "--backend cpu-f64 with the same model, tokens and --passes"
+
+dv_status dv_cmp_check_oracle(const struct dv_reader *o, const struct dv_reader *test,
+                              const struct dv_reader *ref)
+{
+    if (test && same_file(o->path, test->path))
+        return dv_fail(DV_E_INPUT, "%s: the oracle is the test dump itself; " ORACLE_IS,
+                       o->path);
+    if (same_file(o->path, ref->path))
+        return dv_fail(DV_E_INPUT, "%s: the oracle is the reference dump itself; " ORACLE_IS,
+                       o->path);
+    for (int p = 0; p < o->n_passes; p++)
+        for (int t = 0; t < o->passes[p].n_tensors; t++) {
+            const struct dv_reader_tensor *x = &o->passes[p].tensors[t];
+            if (x->stored_bytes != 8)
+                return dv_fail(DV_E_INPUT, "%s: not a float64 oracle dump (backend %s; pass "
+                               "%lld %s is %s); " ORACLE_IS, o->path,
+                               dv_reader_str(o, "backend"), (long long)o->passes[p].index,
+                               x->name, stored_name(x->stored_bytes));
+        }
     const char *so = dv_reader_str(o, "model_sha256"), *sr = dv_reader_str(ref, "model_sha256");
     if (so[0] && sr[0] && strcmp(so, sr))
         return dv_fail(DV_E_INPUT, "%s: the oracle ran another model than %s (model_sha256 "
                        "differs)", o->path, ref->path);
-    if (o->cfg.n_layer != ref->cfg.n_layer)
-        return dv_fail(DV_E_INPUT, "%s: the oracle has %lld layers, %s has %lld", o->path,
-                       (long long)o->cfg.n_layer, ref->path, (long long)ref->cfg.n_layer);
+    int64_t va, vb;
+    const char *key = other_shape(&o->cfg, &ref->cfg, &va, &vb);
+    if (key)
+        return dv_fail(DV_E_INPUT, "%s: the oracle ran another model than %s (%s %lld, not "
+                       "%lld)", o->path, ref->path, key, (long long)va, (long long)vb);
+    int common = 0;
     for (int p = 0; p < ref->n_passes; p++) {
         int q = dv_reader_find_pass(o, ref->passes[p].index);
         int64_t diff;
-        if (q >= 0 && pass_status(&o->passes[q], &ref->passes[p], &diff) != DV_PASS_MATCHED)
+        if (q < 0) continue;
+        common++;
+        if (pass_status(&o->passes[q], &ref->passes[p], &diff) != DV_PASS_MATCHED)
             return dv_fail(DV_E_INPUT, "%s: pass %lld of the oracle ran other tokens or "
                            "another schedule than %s", o->path,
                            (long long)ref->passes[p].index, ref->path);
     }
+    if (!common)
+        return dv_fail(DV_E_INPUT, "%s: the oracle has none of the passes of %s", o->path,
+                       ref->path);
     return DV_OK;
 }
 
@@ -784,7 +840,7 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
 {
     *out = NULL;
     if (oracle) {
-        dv_status s = check_oracle(oracle, ref);
+        dv_status s = dv_cmp_check_oracle(oracle, test, ref);
         if (s) return s;
     }
     struct dv_cmp_result *c = calloc(1, sizeof *c);

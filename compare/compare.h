@@ -185,13 +185,24 @@ enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c);
 /* Compare test against ref (and the oracle, may be NULL) under policy p.
  * Reads every common tensor once from each dump (row blocks, not whole
  * tensors). The readers and the policy are borrowed. DV_E_INPUT when a
- * tensor cannot be read, or when the oracle does not belong to the
- * reference's run (other model, other pass schedule or tokens) or its
- * n_layer differs. Free the result with dv_cmp_free(). */
+ * tensor cannot be read, or when the oracle is not a float64 oracle dump
+ * of the reference's run (see dv_cmp_check_oracle). A broken reference is
+ * not an error here: it is the result's verdict. Free the result with
+ * dv_cmp_free(). */
 dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
                      const struct dv_reader *oracle, const struct dv_policy *p,
                      struct dv_cmp_result **out);
 void dv_cmp_free(struct dv_cmp_result *c);
+
+/* Whether `oracle` can be the oracle of a comparison of test against
+ * ref: not the test's or the reference's file itself, every tensor stored
+ * as float64, the reference's model (model_sha256 when both dumps carry
+ * one, and always the same shapes: n_vocab, n_embd, n_layer, heads,
+ * head_dim, n_ff), and the reference's run: at least one pass in common,
+ * and every pass they share with the same pos0, n_tokens and tokens.
+ * DV_E_INPUT with one line "ORACLE: what is wrong" otherwise. */
+dv_status dv_cmp_check_oracle(const struct dv_reader *oracle, const struct dv_reader *test,
+                              const struct dv_reader *ref);
 
 /* "none", "ref", "oracle", "disagree"; "?" out of range. */
 const char *dv_broken_side_name(int side);

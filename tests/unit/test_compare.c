@@ -400,24 +400,55 @@ static void test_other_tokens_are_not_compared(void **state)
     dv_cmp_free(c);
 }
 
-static void test_oracle_of_another_run_is_refused(void **state)
+/* dv_compare with an oracle that is not a float64 dump of the
+ * reference's run: DV_E_INPUT, no result, and a message that starts with
+ * the oracle's path and says `want`. */
+static void expect_refused(const char *test_path, const char *ref, const char *oracle,
+                           const char *want)
 {
-    struct change ch = {.pass = 0, .retoken = true};
-    const char *other = copy_dump("other-run.h5", &ch);
     struct dv_reader *a, *b, *o;
-    assert_int_equal(dv_reader_open(ref_path, &a), DV_OK);
-    assert_int_equal(dv_reader_open(ref_path, &b), DV_OK);
-    assert_int_equal(dv_reader_open(other, &o), DV_OK);
+    assert_int_equal(dv_reader_open(test_path, &a), DV_OK);
+    assert_int_equal(dv_reader_open(ref, &b), DV_OK);
+    assert_int_equal(dv_reader_open(oracle, &o), DV_OK);
     struct dv_policy *p;
     assert_int_equal(dv_policy_default(&p), DV_OK);
     struct dv_cmp_result *c = NULL;
     assert_int_equal(dv_compare(a, b, o, p, &c), DV_E_INPUT);
     assert_null(c);
-    assert_non_null(strstr(dv_errmsg(), "other tokens"));
+    const char *msg = dv_errmsg();
+    if (strncmp(msg, oracle, strlen(oracle)) || !strstr(msg, want))
+        fail_msg("message \"%s\": expected %s: ...%s...", msg, oracle, want);
     dv_policy_free(p);
     dv_reader_free(a);
     dv_reader_free(b);
     dv_reader_free(o);
+}
+
+static void test_oracle_refused(void **state)
+{
+    char f32[4096], tokens[4096], shifted[4096];
+    /* a float32 dump: a copy of the cpu reference (an f32 cpu dump as the
+     * oracle made a clean run diverge), or the reference file itself */
+    struct change same = {.pass = -1};
+    snprintf(f32, sizeof f32, "%s", copy_dump("f32-oracle.h5", &same));
+    expect_refused(ref_path, ref_path, f32, "not a float64 oracle dump (backend copy; pass 0 "
+                   "blk.0.attn_in is float32)");
+    expect_refused(f32, ref_path, ref_path, "the oracle is the reference dump itself");
+    /* the test dump itself, even when it is float64 */
+    expect_refused(oracle_path, ref_path, oracle_path, "the oracle is the test dump itself");
+    /* float64 but another run: other tokens in pass 0; none of the passes */
+    struct change tok = {.pass = 0, .retoken = true, .src = oracle_path, .f64 = true};
+    snprintf(tokens, sizeof tokens, "%s", copy_dump("other-tokens.h5", &tok));
+    expect_refused(ref_path, ref_path, tokens, "pass 0 of the oracle ran other tokens");
+    struct change shift = {.pass = -1, .src = oracle_path, .f64 = true, .shift = 10};
+    snprintf(shifted, sizeof shifted, "%s", copy_dump("shifted.h5", &shift));
+    expect_refused(ref_path, ref_path, shifted, "the oracle has none of the passes of");
+    /* a float64 copy of the real oracle is one */
+    struct change copy = {.pass = -1, .src = oracle_path, .f64 = true};
+    struct dv_cmp_result *c = compare_paths(ref_path, ref_path, copy_dump("f64-copy.h5", &copy));
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
+    assert_true(c->has_oracle);
+    dv_cmp_free(c);
 }
 
 /* A causal mask one key too far: at blk.0.kq the test is finite where
@@ -1067,7 +1098,7 @@ int main(void)
         cmocka_unit_test(test_one_nan),
         cmocka_unit_test(test_missing_extra_and_shape),
         cmocka_unit_test(test_other_tokens_are_not_compared),
-        cmocka_unit_test(test_oracle_of_another_run_is_refused),
+        cmocka_unit_test(test_oracle_refused),
         cmocka_unit_test(test_leaked_mask),
         cmocka_unit_test(test_all_nan),
         cmocka_unit_test(test_where_format),
