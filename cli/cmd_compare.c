@@ -3,8 +3,9 @@
  * dumps part ways, and whether the difference is f32 noise.
  *
  * Exit status: 0 agree, 1 diverged (or some passes could not be compared),
- * 2 bad usage or input (also: the dumps have no tensor in common),
- * 3 runtime error.
+ * 2 bad usage or input (also: the dumps have no tensor in common, an
+ * oracle that is not the reference's run in float64, or a reference or
+ * oracle with NaN/Inf where a forward pass has numbers), 3 runtime error.
  */
 #include <getopt.h>
 #include <stdbool.h>
@@ -34,18 +35,24 @@ static void compare_help(void)
            "Line up two dumps tensor by tensor (pass by pass, in execution order),\n"
            "measure each pair and name the first tensor where the test leaves the\n"
            "reference.\n\n"
-           "  --oracle O.h5   a cpu-f64 dump of the reference's run: each tensor's\n"
-           "                  noise floor is the reference's own error against it, and\n"
-           "                  a tensor diverges when err(test, oracle) > m err(ref, oracle)\n"
-           "                  + floor (m, floor from the policy)\n"
+           "  --oracle O.h5   a cpu-f64 dump of the reference's run (float64, same model,\n"
+           "                  tokens and passes): each tensor's noise floor is the\n"
+           "                  reference's own error against it, and a tensor diverges\n"
+           "                  when err(test, oracle) > m err(ref, oracle) + floor (m, floor\n"
+           "                  from the policy)\n"
            "  --policy P      tolerance policy (JSON, diverge-policy(5)); default: the\n"
            "                  built-in one (--print-policy shows it)\n"
            "  --format F      text (default) or json (every tensor, for programs)\n"
            "  --all           text: list every tensor, not only the per-layer worst\n"
            "  -o, --output F  write the report to F (complete or not at all)\n\n"
+           "A value that is NaN or +-Inf on one side and not the same on the other\n"
+           "diverges (a -inf of the causal mask against a finite score too); the metrics\n"
+           "cover the values finite on both sides.\n\n"
            "Exit status: 0 agree, 1 diverged (or passes ran other tokens), 2 bad usage\n"
-           "or input (also: no tensor in common), 3 runtime error. Colours only on a\n"
-           "terminal and never with NO_COLOR set.\n");
+           "or input (also: no tensor in common, an oracle that is not the reference's\n"
+           "run in float64, a reference or oracle holding NaN/Inf where a forward pass\n"
+           "has numbers), 3 runtime error. Colours only on a terminal and never with\n"
+           "NO_COLOR set.\n");
 }
 
 /* 0 to go on, else the exit status (-1: help printed). */
@@ -102,6 +109,13 @@ static int run_compare(const struct compare_opts *o, struct dv_reader *rd[3],
     struct dv_cmp_result *c = NULL;
     if (!s) s = dv_compare(rd[0], rd[1], rd[2], *policy, &c);
     if (s) return dv_report(s);
+    if (dv_cmp_verdict(c) == DV_VERDICT_BROKEN) { /* bad input: the line names the file */
+        char line[1024];
+        dv_cmp_verdict_line(c, line, sizeof line);
+        fprintf(stderr, "diverge: %s\n", line);
+        dv_cmp_free(c);
+        return DV_EXIT_USAGE;
+    }
     if (!c->n_compared && !c->n_shape) {
         char line[512];
         dv_cmp_verdict_line(c, line, sizeof line);

@@ -47,7 +47,8 @@ static void logits_help(void)
            "  -o, --output FILE  write the report to FILE (complete or not at all)\n\n"
            "Exit status: 0 every position has the same top-1, 1 some top-1 differs\n"
            "(or the test's logits are NaN/Inf where the reference's are finite),\n"
-           "2 bad usage or input, 3 runtime error.\n", DV_LOGITS_MAX_K);
+           "2 bad usage or input (also: reference logits NaN/Inf at some position),\n"
+           "3 runtime error.\n", DV_LOGITS_MAX_K);
 }
 
 static int parse_logits_opts(int argc, char **argv, struct logits_opts *o)

@@ -178,6 +178,7 @@ void dv_bisect_row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pa
                        const struct dv_policy *p)
 {
     memset(w, 0, sizeof *w);
+    w->max_at.flat = w->bad_at.flat = w->broken_at.flat = -1; /* until judged */
     w->pass = pass;
     snprintf(w->name, sizeof w->name, "%s", x->name);
     w->layer = x->layer;
@@ -419,6 +420,8 @@ static dv_status make_dir(const char *dir)
 
 struct run_state {
     struct side sd[N_SIDES];
+    struct dv_cmp_row broken;        /* the first broken tensor (name "" if none) */
+    int broken_pass;
     float *kc, *vc;                  /* the reference's cache, f32 */
     void **logits[2];                /* [n_pass] ref and oracle logits */
     struct dv_split_probe live_logits; /* the live run's, all layers on the device */
@@ -461,6 +464,10 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
                 bp->worst_ratio = w.ratio;
                 snprintf(bp->worst, sizeof bp->worst, "%s", w.name);
             }
+            if (w.status == DV_ROW_BROKEN) { /* not the test's doing: see dv_bisect */
+                if (!rs->broken.name[0]) rs->broken = w, rs->broken_pass = p;
+                continue;
+            }
             if (!strcmp(w.name, "logits")) {
                 rs->live_logits.diverged |= w.status == DV_ROW_DIVERGED;
                 if (w.ratio > rs->live_logits.ratio) rs->live_logits.ratio = w.ratio;
@@ -474,6 +481,10 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         keep_kv(m, &rs->sd[SIDE_REF].cap, rs->kc, rs->vc, o->n_tokens);
         dv_status st = keep_logits(rs, p);
         if (st) return st;
+        if (rs->broken.name[0]) { /* nothing after this pass can be judged */
+            r->n_run = p + 1;
+            return DV_OK;
+        }
         if (r->first_pass >= 0) {
             bp->status = DV_BPASS_DIVERGED;
             r->n_run = p + 1;
@@ -482,6 +493,25 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
     }
     r->n_run = o->n_pass;
     return DV_OK;
+}
+
+/* A reference or oracle that computes NaN/Inf where a forward pass cannot
+ * leaves nothing to judge the test against: bad input (the model, or the
+ * backend itself), never "clean". */
+static dv_status broken_run(const struct dv_bisect_opts *o, const struct run_state *rs,
+                            const struct dv_bisect_result *r)
+{
+    const struct dv_cmp_row *w = &rs->broken;
+    const struct dv_bisect_pass *p = &r->passes[rs->broken_pass];
+    char at[96];
+    dv_cmp_where_format(&w->broken_at, at, sizeof at);
+    const bool ref = w->broken == DV_BROKEN_REF;
+    return dv_fail(DV_E_INPUT, "%s: the %s %s is broken at pass %d (pos0 %d, %d tokens), %s "
+                   "(%s): %s, the first at %s is %g; nothing to bisect against (the model or "
+                   "that backend is wrong)", o->model_path,
+                   dv_backend_name(ref ? o->ref : o->oracle), ref ? "reference" : "oracle",
+                   rs->broken_pass, p->pos0, p->n_tokens, w->name, w->op, w->why, at,
+                   w->broken_value);
 }
 
 static dv_status check_opts(const struct dv_model *m, const struct dv_bisect_opts *o)
@@ -549,6 +579,7 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         if (!st) st = c;
     }
     r->run_s = now_s() - t0;
+    if (!st && rs.broken.name[0]) st = broken_run(o, &rs, r);
 
     if (!st && r->first_pass >= 0) { /* where it starts */
         const double t1 = now_s();

@@ -119,8 +119,13 @@ struct dv_bisect_result {
     char verdict[1024];
 };
 
-/* Run the bisection of model m. DV_E_USAGE for bad options, DV_E_DEVICE
- * and others for runtime failures. Free with dv_bisect_free(). */
+/* Run the bisection of model m. DV_E_USAGE for bad options; DV_E_INPUT
+ * when the reference or the oracle computes NaN/Inf where a forward pass
+ * cannot (a broken row, compare.h; the model is bad: there is nothing to
+ * judge the test against, and that is never "clean"), naming the model,
+ * the pass, the tensor and the first position (kept dumps stay, complete
+ * up to that pass); DV_E_DEVICE and others for runtime failures. Free
+ * with dv_bisect_free(). */
 dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
                     struct dv_bisect_result **out);
 void dv_bisect_free(struct dv_bisect_result *r);

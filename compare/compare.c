@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "ops.h"
@@ -25,9 +26,16 @@
 const char *dv_row_status_name(int s)
 {
     static const char *const names[] = {"ok", "diverged", "shape", "missing", "extra",
-                                        "skipped"};
+                                        "skipped", "broken"};
     _Static_assert(sizeof names / sizeof names[0] == DV_ROW_STATUS_COUNT, "row names");
     return s >= 0 && s < DV_ROW_STATUS_COUNT ? names[s] : "?";
+}
+
+const char *dv_broken_side_name(int s)
+{
+    static const char *const names[] = {"none", "ref", "oracle", "disagree"};
+    _Static_assert(sizeof names / sizeof names[0] == DV_BROKEN_COUNT, "broken names");
+    return s >= 0 && s < DV_BROKEN_COUNT ? names[s] : "?";
 }
 
 const char *dv_pass_status_name(int s)
@@ -66,7 +74,7 @@ static struct dv_cmp_row *add_row(struct dv_cmp_result *c, int *cap)
     }
     struct dv_cmp_row *w = &c->rows[c->n_rows++];
     memset(w, 0, sizeof *w);
-    w->max_at.flat = w->bad_at.flat = -1;
+    w->max_at.flat = w->bad_at.flat = w->broken_at.flat = -1;
     return w;
 }
 
@@ -101,26 +109,81 @@ static int pass_status(const struct dv_reader_pass *a, const struct dv_reader_pa
     return DV_PASS_MATCHED;
 }
 
-/* The oracle must have run what the reference ran: same model (when both
- * say), same layer count, and every pass they share the same schedule and
- * tokens. */
-static dv_status check_oracle(const struct dv_reader *o, const struct dv_reader *ref)
+/* Whether two paths name the same file (both exist). */
+static bool same_file(const char *a, const char *b)
 {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static const char *stored_name(int bytes)
+{
+    return bytes == 8 ? "float64" : bytes == 4 ? "float32" : bytes == 2 ? "float16" : "?";
+}
+
+/* The shape hyperparameters of a and b, the first that differs, or NULL. */
+static const char *other_shape(const struct dv_config *a, const struct dv_config *b,
+                               int64_t *va, int64_t *vb)
+{
+    const struct { const char *key; int64_t a, b; } k[] = {
+        {"n_vocab", a->n_vocab, b->n_vocab}, {"n_embd", a->d_model, b->d_model},
+        {"n_layer", a->n_layer, b->n_layer}, {"n_head", a->n_head, b->n_head},
+        {"n_head_kv", a->n_head_kv, b->n_head_kv}, {"head_dim", a->head_dim, b->head_dim},
+        {"n_ff", a->n_ff, b->n_ff}, {"n_rot", a->n_rot, b->n_rot},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (k[i].a != k[i].b) {
+            *va = k[i].a, *vb = k[i].b;
+            return k[i].key;
+        }
+    return NULL;
+}
+
+#define ORACLE_IS "an oracle is a float64 dump of the reference's run: diverge run " \
+                  "--backend cpu-f64 with the same model, tokens and --passes"
+
+dv_status dv_cmp_check_oracle(const struct dv_reader *o, const struct dv_reader *test,
+                              const struct dv_reader *ref)
+{
+    if (test && same_file(o->path, test->path))
+        return dv_fail(DV_E_INPUT, "%s: the oracle is the test dump itself; " ORACLE_IS,
+                       o->path);
+    if (same_file(o->path, ref->path))
+        return dv_fail(DV_E_INPUT, "%s: the oracle is the reference dump itself; " ORACLE_IS,
+                       o->path);
+    for (int p = 0; p < o->n_passes; p++)
+        for (int t = 0; t < o->passes[p].n_tensors; t++) {
+            const struct dv_reader_tensor *x = &o->passes[p].tensors[t];
+            if (x->stored_bytes != 8)
+                return dv_fail(DV_E_INPUT, "%s: not a float64 oracle dump (backend %s; pass "
+                               "%lld %s is %s); " ORACLE_IS, o->path,
+                               dv_reader_str(o, "backend"), (long long)o->passes[p].index,
+                               x->name, stored_name(x->stored_bytes));
+        }
     const char *so = dv_reader_str(o, "model_sha256"), *sr = dv_reader_str(ref, "model_sha256");
     if (so[0] && sr[0] && strcmp(so, sr))
         return dv_fail(DV_E_INPUT, "%s: the oracle ran another model than %s (model_sha256 "
                        "differs)", o->path, ref->path);
-    if (o->cfg.n_layer != ref->cfg.n_layer)
-        return dv_fail(DV_E_INPUT, "%s: the oracle has %lld layers, %s has %lld", o->path,
-                       (long long)o->cfg.n_layer, ref->path, (long long)ref->cfg.n_layer);
+    int64_t va, vb;
+    const char *key = other_shape(&o->cfg, &ref->cfg, &va, &vb);
+    if (key)
+        return dv_fail(DV_E_INPUT, "%s: the oracle ran another model than %s (%s %lld, not "
+                       "%lld)", o->path, ref->path, key, (long long)va, (long long)vb);
+    int common = 0;
     for (int p = 0; p < ref->n_passes; p++) {
         int q = dv_reader_find_pass(o, ref->passes[p].index);
         int64_t diff;
-        if (q >= 0 && pass_status(&o->passes[q], &ref->passes[p], &diff) != DV_PASS_MATCHED)
+        if (q < 0) continue;
+        common++;
+        if (pass_status(&o->passes[q], &ref->passes[p], &diff) != DV_PASS_MATCHED)
             return dv_fail(DV_E_INPUT, "%s: pass %lld of the oracle ran other tokens or "
                            "another schedule than %s", o->path,
                            (long long)ref->passes[p].index, ref->path);
     }
+    if (!common)
+        return dv_fail(DV_E_INPUT, "%s: the oracle has none of the passes of %s", o->path,
+                       ref->path);
     return DV_OK;
 }
 
@@ -394,35 +457,126 @@ static void judge_oracle(struct dv_cmp_row *w, const struct dv_metrics *ao,
                          const struct dv_metrics *bo)
 {
     w->has_oracle = true;
-    w->err_test = ao->bad_test ? INFINITY : dv_metrics_rel_rms(ao);
+    w->err_test = ao->mismatch ? INFINITY : dv_metrics_rel_rms(ao);
     w->err_ref = dv_metrics_rel_rms(bo);
     w->limit = w->tol.oracle_m * w->err_ref + w->tol.oracle_floor;
     double r = over(w->err_test, w->limit);
     consider(w, r, "err vs oracle %.3g > limit %.3g", w->err_test, w->limit);
 }
 
-/* Decide a measured row. NaN/Inf first, then the oracle rule or the
- * fixed limits. */
-static void judge(struct dv_cmp_row *w, const struct dv_metrics *ao,
-                  const struct dv_metrics *bo, bool with_oracle)
+/* The non-finite mismatches of a row as its reason: the test's own
+ * NaN/Inf where the reference is finite, and the reference's infinities
+ * the test does not reproduce (a masked score the test computed). */
+static void why_mismatch(struct dv_cmp_row *w)
+{
+    const struct dv_metrics *m = &w->m;
+    const long long bt = m->bad_test, br = m->bad_ref;
+    if (bt && !br)
+        snprintf(w->why, sizeof w->why, "%lld NaN/Inf in the test where the reference is "
+                 "finite (of its %lld NaN and %lld Inf)", bt, (long long)m->nan_test,
+                 (long long)m->inf_test);
+    else if (!bt) /* in a row that is not broken the reference's only Inf is -inf */
+        snprintf(w->why, sizeof w->why, "%lld value%s where the reference is -inf and the "
+                 "test is not", br, br == 1 ? "" : "s");
+    else
+        snprintf(w->why, sizeof w->why, "%lld non-finite mismatches: %lld NaN/Inf in the "
+                 "test where the reference is finite, %lld where the reference is -inf and "
+                 "the test is not", (long long)m->mismatch, bt, br);
+}
+
+/* Where a reference -inf can be right (compare.h): the scores' masked
+ * keys, logits, and names outside the table. */
+static bool neginf_ok(const struct dv_cmp_row *w, int64_t n_layer)
+{
+    struct dv_schema_tensor id;
+    if (!dv_schema_lookup(w->name, n_layer, &id)) return true;
+    return id.op == DV_OP_KQ || (id.layer < 0 && id.which == DV_GT_LOGITS);
+}
+
+/* The values of m's reference side no forward pass gives in this tensor
+ * (compare.h): their count, the first one's index and value. */
+static int64_t impossible(const struct dv_metrics *m, bool ninf_ok, int64_t *first,
+                          double *value)
+{
+    const int64_t at[3] = {m->nan_ref_first, m->posinf_ref_first,
+                           ninf_ok ? -1 : m->neginf_ref_first};
+    const double val[3] = {NAN, INFINITY, -INFINITY};
+    *first = -1;
+    for (int i = 0; i < 3; i++)
+        if (at[i] >= 0 && (*first < 0 || at[i] < *first)) *first = at[i], *value = val[i];
+    return m->nan_ref + m->posinf_ref + (ninf_ok ? 0 : m->neginf_ref);
+}
+
+/* "12 NaN, 3 +Inf" of what m's reference side holds that it cannot. */
+static void impossible_counts(const struct dv_metrics *m, bool ninf_ok, char *buf, size_t cap)
+{
+    const int64_t n[3] = {m->nan_ref, m->posinf_ref, ninf_ok ? 0 : m->neginf_ref};
+    const char *what[3] = {"NaN", "+Inf", "-Inf"};
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 3; i++)
+        if (n[i] && o < cap)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%lld %s", o ? ", " : "", (long long)n[i],
+                                  what[i]);
+}
+
+/* Mark w BROKEN when the reference, or the oracle (bo: the reference
+ * against it), holds what it cannot (compare.h). */
+static bool judge_broken(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
+                         const struct dv_metrics *bo, bool with_oracle)
+{
+    const bool ninf = neginf_ok(w, cfg->n_layer);
+    int64_t first;
+    double value = NAN;
+    char counts[96];
+    if ((w->n_broken = impossible(&w->m, ninf, &first, &value))) {
+        w->broken = DV_BROKEN_REF;
+        impossible_counts(&w->m, ninf, counts, sizeof counts);
+        snprintf(w->why, sizeof w->why, "the reference holds %s where a forward pass "
+                 "cannot", counts);
+    } else if (with_oracle && (w->n_broken = impossible(bo, ninf, &first, &value))) {
+        w->broken = DV_BROKEN_ORACLE;
+        impossible_counts(bo, ninf, counts, sizeof counts);
+        snprintf(w->why, sizeof w->why, "the oracle holds %s where a forward pass cannot",
+                 counts);
+    } else if (with_oracle && bo->mismatch) {
+        w->broken = DV_BROKEN_DISAGREE;
+        w->n_broken = bo->mismatch;
+        first = bo->mismatch_first;
+        value = bo->mismatch_ref;
+        snprintf(w->why, sizeof w->why, "the oracle and the reference disagree on %lld "
+                 "non-finite values (the first: oracle %g, reference %g)",
+                 (long long)bo->mismatch, bo->mismatch_ref, bo->mismatch_test);
+    } else {
+        return false;
+    }
+    w->broken_value = value;
+    w->status = DV_ROW_BROKEN;
+    w->ratio = NAN;
+    dv_cmp_locate(&w->broken_at, first, w, cfg, pos0);
+    return true;
+}
+
+/* Decide a measured row: a broken reference or oracle first, then the
+ * oracle rule or the fixed limits, then the non-finite mismatches, which
+ * diverge whatever the limits. */
+static void judge(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
+                  const struct dv_metrics *ao, const struct dv_metrics *bo, bool with_oracle)
 {
     const struct dv_metrics *m = &w->m;
     w->ratio = 0;
     w->why[0] = 0;
+    w->broken = DV_BROKEN_NONE;
+    w->n_broken = 0;
+    w->broken_at.flat = -1;
+    if (judge_broken(w, cfg, pos0, bo, with_oracle)) return;
     if (with_oracle)
         judge_oracle(w, ao, bo);
     else
         judge_fixed(w);
-    if (m->bad_ref && w->tol.nonfinite == DV_NONFINITE_ANY) {
+    if (m->mismatch) {
         w->ratio = INFINITY;
-        snprintf(w->why, sizeof w->why, "%lld reference NaN/Inf not reproduced by the test",
-                 (long long)m->bad_ref);
-    }
-    if (m->bad_test) {
-        w->ratio = INFINITY;
-        snprintf(w->why, sizeof w->why, "%lld NaN/Inf in the test where the reference is "
-                 "finite (%lld NaN, %lld Inf)", (long long)m->bad_test,
-                 (long long)m->nan_test, (long long)m->inf_test);
+        why_mismatch(w);
     }
     w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
     if (!(w->ratio > 1)) w->why[0] = 0; /* the reason of a failure only */
@@ -482,12 +636,9 @@ static void finish_row(struct dv_cmp_row *w, const struct dv_config *cfg, int64_
                        const struct dv_metrics *ao, const struct dv_metrics *bo,
                        bool with_oracle)
 {
-    judge(w, ao, bo, with_oracle);
+    judge(w, cfg, pos0, ao, bo, with_oracle);
     if (w->m.n_used) dv_cmp_locate(&w->max_at, w->m.max_abs_at, w, cfg, pos0);
-    if (w->m.bad_test)
-        dv_cmp_locate(&w->bad_at, w->m.bad_test_first, w, cfg, pos0);
-    else if (w->m.bad_ref)
-        dv_cmp_locate(&w->bad_at, w->m.bad_ref_first, w, cfg, pos0);
+    dv_cmp_locate(&w->bad_at, w->m.mismatch_first, w, cfg, pos0);
 }
 
 void dv_cmp_judge(struct dv_cmp_row *w, const struct dv_config *cfg, int64_t pos0,
@@ -607,7 +758,7 @@ static dv_status compare_pass(struct ctx *x, int cp)
 
 static void count_rows(struct dv_cmp_result *c)
 {
-    c->first = c->worst = -1;
+    c->first = c->worst = c->first_broken = -1;
     for (int i = 0; i < c->n_rows; i++) {
         const struct dv_cmp_row *w = &c->rows[i];
         switch (w->status) {
@@ -617,6 +768,10 @@ static void count_rows(struct dv_cmp_result *c)
         case DV_ROW_MISSING: c->n_missing++; break;
         case DV_ROW_EXTRA: c->n_extra++; break;
         case DV_ROW_SKIPPED: c->n_skipped++; break;
+        case DV_ROW_BROKEN:
+            if (c->first_broken < 0) c->first_broken = i;
+            c->n_broken++;
+            break;
         }
         bool diverged = w->status == DV_ROW_DIVERGED || w->status == DV_ROW_SHAPE;
         if (diverged && c->first < 0) c->first = i;
@@ -664,6 +819,7 @@ static dv_status summarise_layers(struct dv_cmp_result *c, int n_layer)
 
 enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c)
 {
+    if (c->n_broken) return DV_VERDICT_BROKEN;
     if (c->n_diverged || c->n_shape) return DV_VERDICT_DIVERGED;
     if (!c->n_compared || c->n_skipped) return DV_VERDICT_INCOMPARABLE;
     return DV_VERDICT_AGREE;
@@ -684,7 +840,7 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
 {
     *out = NULL;
     if (oracle) {
-        dv_status s = check_oracle(oracle, ref);
+        dv_status s = dv_cmp_check_oracle(oracle, test, ref);
         if (s) return s;
     }
     struct dv_cmp_result *c = calloc(1, sizeof *c);

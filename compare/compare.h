@@ -21,9 +21,28 @@
  * Every row gets a `ratio`: its figure over its limit (> 1 diverges).
  * Fixed limits: the largest of nmse / limit, max_abs / limit, ... over
  * the limits that are checked; oracle: err_test / (m err_ref + floor).
- * NaN/Inf in the test where the reference is finite (and, with
- * nonfinite "any", a reference NaN/Inf the test does not reproduce)
- * always diverges, with ratio +inf.
+ * The metrics cover the pairs where both sides are finite.
+ *
+ * Non-finite values, test a against reference b (metrics.h's mismatch):
+ *
+ *   b \ a     finite     NaN        +Inf       -Inf
+ *   finite    measured   diverges   diverges   diverges
+ *   NaN       broken     broken     broken     broken
+ *   +Inf      broken     broken     broken     broken
+ *   -Inf (*)  diverges   diverges   diverges   agrees (a masked score)
+ *
+ *   (*) in blk.L.kq (the masked keys), logits (a banned token) and
+ *       tensors outside design.md's table (whose meaning diverge does not
+ *       know); anywhere else a reference -Inf is broken as well.
+ *
+ * A non-finite mismatch diverges whatever the limits (ratio +inf; the
+ * row says how many and where the first is: bad_at). "Broken" is the
+ * reference's fault, not the test's: NaN and +Inf are values no forward
+ * pass computes from finite weights, nor -Inf outside (*).
+ * The same holds for the oracle, which must also hold its non-finite
+ * values exactly where the reference does. A broken row is not judged;
+ * any broken row makes the whole comparison an error (DV_VERDICT_BROKEN):
+ * nothing can be judged against a reference that is itself wrong.
  */
 #ifndef DV_COMPARE_H
 #define DV_COMPARE_H
@@ -42,6 +61,7 @@ enum dv_row_status {
     DV_ROW_MISSING,  /* in the reference only */
     DV_ROW_EXTRA,    /* in the test only */
     DV_ROW_SKIPPED,  /* its pass ran other tokens or another schedule */
+    DV_ROW_BROKEN,   /* the reference or the oracle is broken here (above) */
     DV_ROW_STATUS_COUNT
 };
 const char *dv_row_status_name(int s);
@@ -75,6 +95,15 @@ struct dv_cmp_where {
     int64_t token, pos, head, col, key;
 };
 
+/* Which side of a broken row is broken. */
+enum dv_broken_side {
+    DV_BROKEN_NONE,
+    DV_BROKEN_REF,        /* the reference holds NaN/Inf where it cannot */
+    DV_BROKEN_ORACLE,     /* the oracle does */
+    DV_BROKEN_DISAGREE,   /* the oracle's non-finite values are not the reference's */
+    DV_BROKEN_COUNT
+};
+
 struct dv_cmp_row {
     int pass;                  /* position in dv_cmp_result.passes */
     char name[64];
@@ -93,9 +122,16 @@ struct dv_cmp_row {
     double limit;              /* oracle_m * err_ref + oracle_floor */
     double ratio;              /* > 1: diverges (see above) */
     char why[160];             /* DIVERGED: the failed check, e.g.
-                                  "nmse 3.1e-04 > 1e-06" */
+                                  "nmse 3.1e-04 > 1e-06"; BROKEN: what */
     struct dv_cmp_where max_at;   /* of max |a-b| (valid when m.n_used) */
-    struct dv_cmp_where bad_at;   /* first NaN/Inf fault (when counted) */
+    struct dv_cmp_where bad_at;   /* the first non-finite mismatch
+                                     (m.mismatch_first; flat -1: none) */
+    /* BROKEN rows */
+    int broken;                /* enum dv_broken_side */
+    int64_t n_broken;          /* values of that side that cannot be */
+    struct dv_cmp_where broken_at; /* the first of them */
+    double broken_value;       /* its value there (the oracle's for
+                                  DISAGREE: the why says both) */
 };
 
 /* The layer summaries: the worst row of each layer (over all passes) and
@@ -127,18 +163,21 @@ struct dv_cmp_result {
     struct dv_cmp_layer *layers;
     int first;                 /* row of the first divergence, or -1 */
     int worst;                 /* compared row with the largest ratio, -1 */
+    int first_broken;          /* first BROKEN row, or -1 */
     /* counts */
     int64_t n_compared, n_diverged, n_shape, n_missing, n_extra, n_skipped;
+    int64_t n_broken;          /* BROKEN rows (not in n_compared) */
     int64_t n_pass_mismatch;   /* passes not MATCHED */
     double bytes;              /* tensor bytes read from all dumps */
     bool same_model;           /* both carry model_sha256 and they agree */
 };
 
-/* Verdicts, from the most to the least urgent. */
+/* Verdicts. BROKEN wins over DIVERGED, which wins over INCOMPARABLE. */
 enum dv_verdict {
     DV_VERDICT_AGREE,        /* every compared row OK and something compared */
     DV_VERDICT_DIVERGED,     /* some row DIVERGED or SHAPE */
     DV_VERDICT_INCOMPARABLE, /* no row could be compared, or passes ran other tokens */
+    DV_VERDICT_BROKEN,       /* some row BROKEN: the reference (or oracle) is wrong */
     DV_VERDICT_COUNT
 };
 enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c);
@@ -146,20 +185,34 @@ enum dv_verdict dv_cmp_verdict(const struct dv_cmp_result *c);
 /* Compare test against ref (and the oracle, may be NULL) under policy p.
  * Reads every common tensor once from each dump (row blocks, not whole
  * tensors). The readers and the policy are borrowed. DV_E_INPUT when a
- * tensor cannot be read, or when the oracle does not belong to the
- * reference's run (other model, other pass schedule or tokens) or its
- * n_layer differs. Free the result with dv_cmp_free(). */
+ * tensor cannot be read, or when the oracle is not a float64 oracle dump
+ * of the reference's run (see dv_cmp_check_oracle). A broken reference is
+ * not an error here: it is the result's verdict. Free the result with
+ * dv_cmp_free(). */
 dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
                      const struct dv_reader *oracle, const struct dv_policy *p,
                      struct dv_cmp_result **out);
 void dv_cmp_free(struct dv_cmp_result *c);
 
+/* Whether `oracle` can be the oracle of a comparison of test against
+ * ref: not the test's or the reference's file itself, every tensor stored
+ * as float64, the reference's model (model_sha256 when both dumps carry
+ * one, and always the same shapes: n_vocab, n_embd, n_layer, heads,
+ * head_dim, n_ff), and the reference's run: at least one pass in common,
+ * and every pass they share with the same pos0, n_tokens and tokens.
+ * DV_E_INPUT with one line "ORACLE: what is wrong" otherwise. */
+dv_status dv_cmp_check_oracle(const struct dv_reader *oracle, const struct dv_reader *test,
+                              const struct dv_reader *ref);
+
+/* "none", "ref", "oracle", "disagree"; "?" out of range. */
+const char *dv_broken_side_name(int side);
 /* Measure and judge one tensor held in memory (bisect's live runs and op
  * replays) exactly as dv_compare judges a row: the caller fills row's
  * name, layer, op, n_dims, shape and tol (dv_policy_lookup); test, ref and
  * oracle (NULL: the policy's fixed limits) hold the tensor's values as
  * DV_TYPE_F32 or DV_TYPE_F64. cfg (n_layer, head_dim) and the pass's pos0
- * place the worst element. Sets status, m, ratio, why, max_at, bad_at. */
+ * place the worst element. Sets status (OK, DIVERGED or BROKEN), m,
+ * ratio, why, max_at, bad_at and, for BROKEN, the broken_* fields. */
 void dv_cmp_judge(struct dv_cmp_row *row, const struct dv_config *cfg, int64_t pos0,
                   const void *test, int test_type, const void *ref, int ref_type,
                   const void *oracle, int oracle_type);

@@ -474,6 +474,28 @@ static dv_status run_compare(const struct dv_reader *test, const struct dv_reade
     return s ? s : summarise(res);
 }
 
+/* A reference position without a distribution (logits.h): the reference
+ * is broken there, and nothing can be judged against it. */
+static dv_status refuse_ref(const struct dv_logits_result *res, const struct dv_reader *ref)
+{
+    for (int64_t i = 0; i < res->n_rows; i++) {
+        const struct dv_logits_row *w = &res->rows[i];
+        if (w->status != DV_LOGITS_ROW_REF_NONFINITE) continue;
+        char what[96];
+        if (w->n_nan || w->n_posinf)
+            snprintf(what, sizeof what, "%lld NaN and %lld +inf", (long long)w->n_nan,
+                     (long long)w->n_posinf);
+        else
+            snprintf(what, sizeof what, "-inf only");
+        return dv_fail(DV_E_INPUT, "%s: pass %lld, t=%d (pos %lld): the reference logits hold "
+                       "%s (%lld of %lld positions are so): a reference must give every "
+                       "position a distribution; nothing to judge the test against",
+                       ref->path, (long long)w->pass, w->t, (long long)w->pos, what,
+                       (long long)res->sum.n_ref_nonfinite, (long long)res->n_rows);
+    }
+    return DV_OK;
+}
+
 dv_status dv_logits_compare(const struct dv_reader *test, const struct dv_reader *ref,
                             const struct dv_logits_opts *o,
                             struct dv_logits_result **out)
@@ -483,7 +505,7 @@ dv_status dv_logits_compare(const struct dv_reader *test, const struct dv_reader
     if (s) return s;
     struct dv_logits_result *res = calloc(1, sizeof *res);
     if (!res) return dv_fail(DV_E_NOMEM, "out of memory");
-    if ((s = run_compare(test, ref, o, res))) {
+    if ((s = run_compare(test, ref, o, res)) || (s = refuse_ref(res, ref))) {
         dv_logits_free(res);
         return s;
     }

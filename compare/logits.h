@@ -28,8 +28,9 @@
  * logit bias of -inf gives). A position whose test logits are not finite
  * while the reference's are counts as a flipped top-1 with KL = +inf and
  * is left out of every KL, dp and overlap figure; one whose reference
- * logits are not finite is listed and otherwise skipped (nothing to
- * compare against).
+ * logits are not finite has nothing to be compared against: the
+ * reference is broken, and dv_logits_compare refuses it (so its rows and
+ * summary never hold one; dv_logits_position still says so).
  *
  * Summary over the positions where both sides are finite (n = n_finite):
  *
@@ -170,8 +171,10 @@ struct dv_logits_opts {
  * readers are borrowed. Passes that differ or are missing on one side
  * become notes, not failures. Fails with DV_E_INPUT when n_vocab differs
  * (naming both files), when a dump has no logits tensor in any pass
- * (naming it), when o->pass is not in a dump, or when no pass is left to
- * compare (the message says why); DV_E_USAGE for a top_k out of range;
+ * (naming it), when o->pass is not in a dump, when no pass is left to
+ * compare (the message says why), or when a position of the reference
+ * has logits that are not finite (naming the reference, the first such
+ * position and what it holds); DV_E_USAGE for a top_k out of range;
  * DV_E_NOMEM; DV_E_INPUT from the reader when data cannot be read. *out
  * is NULL on failure; free it with dv_logits_free(). */
 dv_status dv_logits_compare(const struct dv_reader *test, const struct dv_reader *ref,

@@ -79,11 +79,11 @@ static double rel_den(double b, double rel_eps)
     return ab > rel_eps ? ab : rel_eps;
 }
 
-/* Non-finite pairs that isclose(equal_nan=True) accepts: the same
- * infinity on both sides, or NaN on both. */
-static bool nonfin_match(double a, double b)
+/* The one non-finite pair that matches (metrics.h): the same infinity
+ * on both sides. */
+static bool same_inf(double a, double b)
 {
-    return (isnan(a) && isnan(b)) || (isinf(b) && a == b);
+    return isinf(b) && a == b;
 }
 
 /* The float32 bit pattern on a line where consecutive floats are one
@@ -418,7 +418,8 @@ static void fold_maxima(struct dv_metrics *m, const struct pairs *p, int64_t bas
 }
 
 /* The per-pair counts, in one order for counting and first indices. */
-enum { C_NAN_T, C_NAN_R, C_INF_T, C_INF_R, C_BAD_T, C_BAD_R, C_VIOL, C_COUNT };
+enum { C_NAN_T, C_NAN_R, C_INF_T, C_INF_R, C_PINF_R, C_NINF_R, C_MIS, C_BAD_T, C_BAD_R,
+       C_VIOL, C_COUNT };
 
 static unsigned flag(bool set, int j)
 {
@@ -430,45 +431,55 @@ static unsigned pair_flags(double a, double b, const struct dv_metric_opts *o)
 {
     bool fa = is_fin(a), fb = is_fin(b);
     if (fa && fb) return flag(fabs(a - b) > o->atol + o->rtol * fabs(b), C_VIOL);
-    bool match = nonfin_match(a, b);
+    bool match = same_inf(a, b), close = match || (isnan(a) && isnan(b));
     return flag(isnan(a), C_NAN_T) | flag(isnan(b), C_NAN_R) | flag(isinf(a), C_INF_T) |
-           flag(isinf(b), C_INF_R) | flag(!fa && fb, C_BAD_T) | flag(!fb && !match, C_BAD_R) |
-           flag(!match, C_VIOL);
+           flag(isinf(b), C_INF_R) | flag(b == INFINITY, C_PINF_R) |
+           flag(b == -INFINITY, C_NINF_R) | flag(!match, C_MIS) | flag(!fa && fb, C_BAD_T) |
+           flag(!fb && !match, C_BAD_R) | flag(!close, C_VIOL);
 }
 
 /* Counts of a block with a non-finite value; add[C_VIOL] gets the
  * non-finite violations (the finite ones are the span's). pair_flags'
  * rules without branches, so that the compiler vectorizes the loop: a
- * causal mask puts -inf in half the blocks of some tensors. */
+ * causal mask puts -inf in half the blocks of some tensors. Two counts
+ * follow from the others (a mismatch is bad_test or bad_ref, never both;
+ * an Inf is +Inf or -Inf), and a block's counts fit in 32 bits (BLK):
+ * fewer and narrower accumulators keep the vector loop in registers. */
 DV_CLONES
 static void count_nonfinite(const struct pairs *p, int64_t add[C_COUNT])
 {
-    int64_t c[C_COUNT] = {0};
+    int32_t c[C_COUNT] = {0};
     for (int64_t i = 0; i < p->n; i++) {
         double a = elem(p->test, p->tt, i), b = elem(p->ref, p->rt, i);
         bool na = isnan(a), nb = isnan(b), ia = isinf(a), ib = isinf(b);
         bool fa = !(na | ia), fb = !(nb | ib);
-        bool match = (na & nb) | (ib & (a == b));
+        bool match = ib & (a == b), close = match | (na & nb);
         c[C_NAN_T] += na;
         c[C_NAN_R] += nb;
         c[C_INF_T] += ia;
         c[C_INF_R] += ib;
+        c[C_NINF_R] += ib & (b < 0);
         c[C_BAD_T] += !fa & fb;
         c[C_BAD_R] += !fb & !match;
-        c[C_VIOL] += !(fa & fb) & !match;
+        c[C_VIOL] += !(fa & fb) & !close;
     }
+    c[C_PINF_R] = c[C_INF_R] - c[C_NINF_R];
+    c[C_MIS] = c[C_BAD_T] + c[C_BAD_R];
     for (int j = 0; j < C_COUNT; j++) add[j] += c[j];
 }
 
 /* Set each first index in `want` (bit j: first[j]) at the block's
- * earliest pair with that flag. */
-static void set_firsts(const struct pairs *p, int64_t base, unsigned want,
-                       int64_t *const first[C_COUNT], const struct dv_metric_opts *o)
+ * earliest pair with that flag, and the pair of the first mismatch. */
+static void set_firsts(struct dv_metrics *m, const struct pairs *p, int64_t base,
+                       unsigned want, int64_t *const first[C_COUNT],
+                       const struct dv_metric_opts *o)
 {
     for (int64_t i = 0; i < p->n && want; i++) {
-        unsigned f = pair_flags(elem(p->test, p->tt, i), elem(p->ref, p->rt, i), o) & want;
+        double a = elem(p->test, p->tt, i), b = elem(p->ref, p->rt, i);
+        unsigned f = pair_flags(a, b, o) & want;
         for (int j = 0; j < C_COUNT; j++)
             if (f >> j & 1) *first[j] = base + i;
+        if (f >> C_MIS & 1) m->mismatch_test = a, m->mismatch_ref = b;
         want &= ~f;
     }
 }
@@ -482,16 +493,19 @@ static void fold_counts(struct dv_metrics *m, const struct pairs *p, int64_t bas
     int64_t add[C_COUNT] = {[C_VIOL] = s->viol};
     if (s->used < p->n) count_nonfinite(p, add);
     int64_t *const count[C_COUNT] = {&m->nan_test, &m->nan_ref, &m->inf_test, &m->inf_ref,
+                                     &m->posinf_ref, &m->neginf_ref, &m->mismatch,
                                      &m->bad_test, &m->bad_ref, &m->viol};
     int64_t *const first[C_COUNT] = {&m->nan_test_first, &m->nan_ref_first,
                                      &m->inf_test_first, &m->inf_ref_first,
-                                     &m->bad_test_first, &m->bad_ref_first, &m->viol_first};
+                                     &m->posinf_ref_first, &m->neginf_ref_first,
+                                     &m->mismatch_first, &m->bad_test_first,
+                                     &m->bad_ref_first, &m->viol_first};
     unsigned want = 0;
     for (int j = 0; j < C_COUNT; j++) {
         *count[j] += add[j];
         if (add[j] > 0 && *first[j] < 0) want |= 1u << j;
     }
-    if (want) set_firsts(p, base, want, first, o);
+    if (want) set_firsts(m, p, base, want, first, o);
 }
 
 /* ---- the API ---- */
@@ -501,7 +515,8 @@ void dv_metrics_init(struct dv_metrics *m)
     *m = (struct dv_metrics){
         .max_abs_at = -1, .max_rel_at = -1, .ulp_max_at = -1, .viol_first = -1,
         .nan_test_first = -1, .nan_ref_first = -1, .inf_test_first = -1,
-        .inf_ref_first = -1, .bad_test_first = -1, .bad_ref_first = -1,
+        .inf_ref_first = -1, .posinf_ref_first = -1, .neginf_ref_first = -1,
+        .mismatch_first = -1, .bad_test_first = -1, .bad_ref_first = -1,
     };
 }
 
@@ -574,8 +589,19 @@ void dv_metrics_merge(struct dv_metrics *dst, const struct dv_metrics *src)
     dst->nan_ref += src->nan_ref;
     dst->inf_test += src->inf_test;
     dst->inf_ref += src->inf_ref;
+    dst->posinf_ref += src->posinf_ref;
+    dst->neginf_ref += src->neginf_ref;
+    dst->mismatch += src->mismatch;
     dst->bad_test += src->bad_test;
     dst->bad_ref += src->bad_ref;
+    if (src->mismatch_first >= 0 &&
+        (dst->mismatch_first < 0 || src->mismatch_first < dst->mismatch_first)) {
+        dst->mismatch_test = src->mismatch_test;
+        dst->mismatch_ref = src->mismatch_ref;
+    }
+    merge_first(&dst->mismatch_first, src->mismatch_first);
+    merge_first(&dst->posinf_ref_first, src->posinf_ref_first);
+    merge_first(&dst->neginf_ref_first, src->neginf_ref_first);
     merge_first(&dst->viol_first, src->viol_first);
     merge_first(&dst->nan_test_first, src->nan_test_first);
     merge_first(&dst->nan_ref_first, src->nan_ref_first);

@@ -29,12 +29,23 @@
  *            facing anything but the same non-finite value (inf = inf of
  *            the same sign, NaN = NaN) also counts
  *
- * Non-finite values are never summed. Counts of NaN and of +-Inf on each
- * side with the first flat index of each; `bad_test` counts pairs where
- * the test is NaN/Inf and the reference finite (always a divergence);
- * `bad_ref` pairs where the reference is non-finite and the test differs
- * from it (finite, or another non-finite value). Matching non-finite pairs
- * (the -inf of a causal mask on both sides) are neither used nor bad.
+ * Non-finite values are never summed. A pair with a non-finite side is
+ * either matched or a non-finite mismatch:
+ *
+ *   matched   the same infinity on both sides (+inf/+inf, -inf/-inf: the
+ *             -inf of a causal mask): neither used nor counted as bad
+ *   mismatch  everything else: NaN on either side (NaN facing NaN too: a
+ *             NaN is never a value to agree on), exactly one side +-Inf,
+ *             or opposite infinities
+ *
+ * `mismatch` counts the mismatches, with the first flat index and the
+ * pair found there (`mismatch_test`, `mismatch_ref`); they split into
+ * `bad_test`, the test NaN/Inf where the reference is finite, and
+ * `bad_ref`, the reference NaN/Inf where the test differs from it
+ * (mismatch = bad_test + bad_ref). Also counted, each with its first
+ * index: NaN and +-Inf on each side, and the reference's +Inf and -Inf
+ * apart (what compare.c needs to tell a masked score from a broken
+ * reference).
  *
  * Flat indices are row-major over the whole tensor (the caller passes the
  * index of each block's first element). Every "first index" is -1 when
@@ -66,6 +77,10 @@ struct dv_metrics {
     int64_t viol_first;
     int64_t nan_test, nan_ref, inf_test, inf_ref;
     int64_t nan_test_first, nan_ref_first, inf_test_first, inf_ref_first;
+    int64_t posinf_ref, neginf_ref;         /* the reference's +Inf and -Inf apart */
+    int64_t posinf_ref_first, neginf_ref_first;
+    int64_t mismatch, mismatch_first;       /* non-finite mismatches */
+    double mismatch_test, mismatch_ref;     /* the pair at mismatch_first (0 when none) */
     int64_t bad_test, bad_test_first;
     int64_t bad_ref, bad_ref_first;
 };
@@ -86,7 +101,8 @@ void dv_metrics_add(struct dv_metrics *m, const void *test, enum dv_metric_elem 
 
 /* Fold src (later or earlier indices) into dst, as if dst had seen src's
  * pairs too: sums add, maxima keep the larger value (the smaller index on
- * ties), counts add, firsts keep the smaller index. */
+ * ties), counts add, firsts keep the smaller index (and the mismatch pair
+ * goes with its index). */
 void dv_metrics_merge(struct dv_metrics *dst, const struct dv_metrics *src);
 
 /* The derived figures defined above. */

@@ -65,9 +65,6 @@ static const char builtin_json[] =
      * where any reordering still adds a few roundings; the weakest fault
      * of the zoo (rmsnorm-eps) sits 3.2x above the resulting limit. */
     "    \"oracle_floor\": 9.5367431640625e-07,\n"
-    /* a NaN/Inf the test makes from finite inputs is always a divergence;
-     * the reference's own non-finite values are not the test's fault. */
-    "    \"nonfinite\": \"test\",\n"
     /* every tensor counts. */
     "    \"ignore\": false\n"
     "  }\n"
@@ -84,7 +81,7 @@ enum key_kind {
     K_NONNEG,    /* number >= 0 */
     K_POSITIVE,  /* number > 0 */
     K_AT_LEAST1, /* number >= 1 */
-    K_NONFINITE, /* "test" or "any" */
+    K_OBSOLETE,  /* "test" or "any": accepted, has no effect (policy.h) */
     K_BOOL,      /* true or false */
 };
 
@@ -104,11 +101,18 @@ static const struct key_def {
     {"rel_eps", K_POSITIVE, offsetof(struct dv_tolerance, metric.rel_eps)},
     {"oracle_m", K_AT_LEAST1, offsetof(struct dv_tolerance, oracle_m)},
     {"oracle_floor", K_NONNEG, offsetof(struct dv_tolerance, oracle_floor)},
-    {"nonfinite", K_NONFINITE, offsetof(struct dv_tolerance, nonfinite)},
+    {"nonfinite", K_OBSOLETE, 0},
     {"ignore", K_BOOL, offsetof(struct dv_tolerance, ignore)},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
-#define ALL_KEYS ((1u << N_KEYS) - 1)
+
+/* Bits of the keys that mean something (all but the obsolete ones). */
+static unsigned live_keys(void)
+{
+    unsigned m = 0;
+    for (size_t i = 0; i < N_KEYS; i++) m |= (unsigned)(keys[i].kind != K_OBSOLETE) << i;
+    return m;
+}
 
 static const char *const expectation[] = {
     [K_UPPER] = "a number >= 0 or null",
@@ -117,7 +121,7 @@ static const char *const expectation[] = {
     [K_NONNEG] = "a number >= 0",
     [K_POSITIVE] = "a number > 0",
     [K_AT_LEAST1] = "a number >= 1",
-    [K_NONFINITE] = "\"test\" or \"any\"",
+    [K_OBSOLETE] = "\"test\" or \"any\"",
     [K_BOOL] = "true or false",
 };
 
@@ -147,7 +151,7 @@ static void apply(struct dv_tolerance *t, const struct override *ov)
         char *dst = (char *)t + keys[i].off;
         const char *src = (const char *)&ov->tol + keys[i].off;
         switch (keys[i].kind) {
-        case K_NONFINITE: memcpy(dst, src, sizeof(enum dv_nonfinite_rule)); break;
+        case K_OBSOLETE: break;
         case K_BOOL: memcpy(dst, src, sizeof(bool)); break;
         default: memcpy(dst, src, sizeof(double)); break;
         }
@@ -325,7 +329,7 @@ static dv_status read_key(const struct ctx *c, const struct step *path, int n, s
     void *dst = (char *)&ov->tol + k->off;
     bool type_ok;
     switch (k->kind) {
-    case K_NONFINITE: type_ok = json_is_string(v); break;
+    case K_OBSOLETE: type_ok = json_is_string(v); break;
     case K_BOOL: type_ok = json_is_boolean(v); break;
     case K_UPPER:
     case K_FRACTION:
@@ -336,17 +340,14 @@ static dv_status read_key(const struct ctx *c, const struct step *path, int n, s
         snprintf(what, sizeof what, "expected %s, not %s", expectation[k->kind], type_name(v));
         return bad(c, path, n, what);
     }
-    if (k->kind == K_NONFINITE) {
+    if (k->kind == K_OBSOLETE) {
+        /* still checked, so that a typo in an old file is still an error */
         const char *s = json_string_value(v);
-        enum dv_nonfinite_rule r = DV_NONFINITE_COUNT;
-        for (int i = 0; i < DV_NONFINITE_COUNT; i++)
-            if (!strcmp(s, dv_nonfinite_rule_name(i))) r = (enum dv_nonfinite_rule)i;
-        if (r == DV_NONFINITE_COUNT) {
+        if (strcmp(s, "test") && strcmp(s, "any")) {
             snprintf(what, sizeof what, "expected %s, not \"%.40s%s\"", expectation[k->kind], s,
                      strlen(s) > 40 ? "..." : "");
             return bad(c, path, n, what);
         }
-        memcpy(dst, &r, sizeof r);
     } else if (k->kind == K_BOOL) {
         bool b = json_is_true(v);
         memcpy(dst, &b, sizeof b);
@@ -538,9 +539,9 @@ static dv_status parse_with_base(const char *text, size_t len, const char *name,
         if (base) p->base = *base;
         s = read_doc(&c, root, p, &dflt_set);
     }
-    if (!s && !base && (dflt_set != ALL_KEYS || p->n_entries))
-        s = dv_fail(DV_E_RUNTIME, "%s: the built-in policy must set every key in \"default\" "
-                                  "and have no \"tensors\"", name);
+    if (!s && !base && (dflt_set != live_keys() || p->n_entries))
+        s = dv_fail(DV_E_RUNTIME, "%s: the built-in policy must set every key but the obsolete "
+                                  "ones in \"default\" and have no \"tensors\"", name);
     json_decref(root);
     if (s) {
         dv_policy_free(p);
@@ -620,11 +621,3 @@ void dv_policy_lookup(const struct dv_policy *p, const char *name, const char *o
 
 const char *dv_policy_source(const struct dv_policy *p) { return p->source; }
 
-const char *dv_nonfinite_rule_name(int r)
-{
-    static const char *const names[DV_NONFINITE_COUNT] = {
-        [DV_NONFINITE_TEST] = "test",
-        [DV_NONFINITE_ANY] = "any",
-    };
-    return (r >= 0 && r < DV_NONFINITE_COUNT) ? names[r] : "?";
-}

@@ -24,17 +24,18 @@
  *                                  failing isclose(atol, rtol)
  *   atol, rtol, rel_eps            the metrics' parameters
  *   oracle_m, oracle_floor         the noise-floor rule (below)
- *   nonfinite                      "test": NaN/Inf in the test where the
- *                                  reference is finite diverges (always);
- *                                  "any": also a reference NaN/Inf that
- *                                  the test does not reproduce
  *   ignore                         true: reported, never diverges
+ *   nonfinite                      obsolete: "test" or "any" is accepted
+ *                                  (older files load) and has no effect
  *
  * Without an oracle a tensor diverges when a limit is passed. With an
  * oracle (a cpu-f64 dump of the same run) the limits are not used: a
  * tensor diverges when rel_rms(test, oracle) > oracle_m *
- * rel_rms(ref, oracle) + oracle_floor. In both modes the nonfinite rule
- * applies. Unknown keys, wrong types and out-of-range values are errors.
+ * rel_rms(ref, oracle) + oracle_floor. In both modes a non-finite
+ * mismatch (compare.h) diverges whatever the limits; no key changes that
+ * (the old "nonfinite": "test" let a finite test value stand where the
+ * reference is -inf, which hid a causal mask that reaches too far).
+ * Unknown keys, wrong types and out-of-range values are errors.
  */
 #ifndef DV_POLICY_H
 #define DV_POLICY_H
@@ -45,12 +46,6 @@
 #include "diverge.h"
 #include "metrics.h"
 
-enum dv_nonfinite_rule {
-    DV_NONFINITE_TEST, /* "test" */
-    DV_NONFINITE_ANY,  /* "any" */
-    DV_NONFINITE_COUNT
-};
-
 /* One tensor's tolerance. An unchecked upper limit is +INFINITY, an
  * unchecked lower limit (cos) -INFINITY: the comparisons then never fire. */
 struct dv_tolerance {
@@ -58,7 +53,6 @@ struct dv_tolerance {
     double cos;                                     /* lower limit */
     struct dv_metric_opts metric;                   /* atol, rtol, rel_eps */
     double oracle_m, oracle_floor;
-    enum dv_nonfinite_rule nonfinite;
     bool ignore;
 };
 
@@ -88,8 +82,5 @@ const char *dv_policy_source(const struct dv_policy *p);
 
 /* The built-in policy as JSON text, the one the manual documents. */
 const char *dv_policy_builtin_json(void);
-
-/* "test" / "any"; "?" out of range. */
-const char *dv_nonfinite_rule_name(int r);
 
 #endif

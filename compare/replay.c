@@ -390,6 +390,10 @@ dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts 
     for (int k = 0; !st && k < r->n_ops; k++) {
         struct dv_replay_op *op = &r->ops[k];
         if (op->role == DV_ROLE_NONE) continue;
+        if (op->iso.status == DV_ROW_BROKEN) { /* the live run checked the reference */
+            st = dv_fail(DV_E_RUNTIME, "replay of %s: %s", op->name, op->iso.why);
+            break;
+        }
         if (op->iso.status == DV_ROW_DIVERGED) {
             op->role = r->culprit < 0 ? DV_ROLE_CULPRIT : DV_ROLE_ALSO;
             if (r->culprit < 0) r->culprit = k;

@@ -76,6 +76,11 @@ static void first_divergence(FILE *f, const struct dv_bisect_result *r)
             r->first_pass, p->pos0, p->n_tokens, w->name, w->op);
     fprintf(f, "  %s (ratio %s); rel err %.3g, largest |diff| %.3g at %s\n", w->why, ratio,
             dv_metrics_rel_rms(&w->m), w->m.max_abs, at);
+    if (w->bad_at.flat >= 0) {
+        dv_cmp_where_format(&w->bad_at, at, sizeof at);
+        fprintf(f, "  first non-finite mismatch at %s: test %g, ref %g (%lld in the tensor)\n",
+                at, w->m.mismatch_test, w->m.mismatch_ref, (long long)w->m.mismatch);
+    }
 }
 
 static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
@@ -185,6 +190,8 @@ static json_t *jrow(const struct dv_cmp_row *w)
         ? json_pack("{s:o, s:o, s:o}", "err_test", dv_jnum(w->err_test), "err_ref",
                     dv_jnum(w->err_ref), "limit", dv_jnum(w->limit))
         : json_null());
+    json_object_set_new(o, "nonfinite_at", dv_jwhere(&w->bad_at));
+    json_object_set_new(o, "nonfinite", dv_jnonfinite(w));
     return o;
 }
 

@@ -39,6 +39,18 @@ void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
 {
     char title[256];
     switch (dv_cmp_verdict(c)) {
+    case DV_VERDICT_BROKEN: {
+        const struct dv_cmp_row *w = &c->rows[c->first_broken];
+        char where[128];
+        row_title(c, w, title, sizeof title);
+        dv_cmp_where_format(&w->broken_at, where, sizeof where);
+        snprintf(buf, (size_t)size, "%s: %s: %s, the first at %s is %g; %lld of %lld tensors "
+                 "are broken: nothing to judge the test against",
+                 w->broken == DV_BROKEN_REF ? c->ref.path : c->oracle.path, title, w->why,
+                 where, w->broken_value, (long long)c->n_broken,
+                 (long long)(c->n_broken + c->n_compared));
+        break;
+    }
     case DV_VERDICT_DIVERGED: {
         row_title(c, &c->rows[c->first], title, sizeof title);
         char shapes[48] = "";
@@ -172,8 +184,8 @@ static void layer_table(FILE *f, const struct dv_cmp_result *c, bool color)
 {
     fprintf(f, "\nper layer: the worst tensor over all passes (ratio: its figure over its "
             "limit; > 1 diverges)\n");
-    fprintf(f, "%6s %5s  %-22s %10s %10s %13s %9s\n", "layer", "pass", "tensor", "nmse",
-            "max_abs", "cos", "ratio");
+    fprintf(f, "%6s %5s  %-22s %10s %10s %13s %7s %9s\n", "layer", "pass", "tensor", "nmse",
+            "max_abs", "cos", "nonfin", "ratio");
     for (int l = 0; l < c->n_layers; l++) {
         const struct dv_cmp_layer *ly = &c->layers[l];
         if (ly->worst < 0) continue;
@@ -192,14 +204,14 @@ static void layer_table(FILE *f, const struct dv_cmp_result *c, bool color)
             snprintf(mark, sizeof mark, "  <- first divergence: pass %lld %s",
                      (long long)pass_of(c, &c->rows[c->first])->index, c->rows[c->first].name);
         if (w->status == DV_ROW_SHAPE)
-            fprintf(f, "%s%6s %5lld  %-22s %10s %10s %13s %9s%s%s\n", DV_TERM_RED(color), layer,
-                    (long long)pass_of(c, w)->index, w->name, "shape", "-", "-", ratio, mark,
-                    DV_TERM_RESET(color));
+            fprintf(f, "%s%6s %5lld  %-22s %10s %10s %13s %7s %9s%s%s\n", DV_TERM_RED(color),
+                    layer, (long long)pass_of(c, w)->index, w->name, "shape", "-", "-", "-",
+                    ratio, mark, DV_TERM_RESET(color));
         else
-            fprintf(f, "%s%6s %5lld  %-22s %10.3g %10.3g %13.9f %9s%s%s\n",
+            fprintf(f, "%s%6s %5lld  %-22s %10.3g %10.3g %13.9f %7lld %9s%s%s\n",
                     bad ? DV_TERM_RED(color) : "", layer, (long long)pass_of(c, w)->index,
-                    w->name, dv_metrics_nmse(&w->m), w->m.max_abs, dv_metrics_cos(&w->m), ratio,
-                    mark, bad ? DV_TERM_RESET(color) : "");
+                    w->name, dv_metrics_nmse(&w->m), w->m.max_abs, dv_metrics_cos(&w->m),
+                    (long long)w->m.mismatch, ratio, mark, bad ? DV_TERM_RESET(color) : "");
     }
 }
 
@@ -238,8 +250,8 @@ static void row_line(FILE *f, const struct dv_cmp_result *c, const struct dv_cmp
     fprintf(f, "%s%4lld %-22s %-9s %-8s", bad ? DV_TERM_RED(color) : "",
             (long long)pass_of(c, w)->index, w->name, w->op, dv_row_status_name(w->status));
     if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
-        fprintf(f, " %10.3g %10.3g %13.9f %9s", dv_metrics_nmse(&w->m), w->m.max_abs,
-                dv_metrics_cos(&w->m), ratio);
+        fprintf(f, " %10.3g %10.3g %13.9f %7lld %9s", dv_metrics_nmse(&w->m), w->m.max_abs,
+                dv_metrics_cos(&w->m), (long long)w->m.mismatch, ratio);
         if (w->has_oracle)
             fprintf(f, " %10.3g %10.3g", w->err_test, w->err_ref);
         else if (c->has_oracle)
@@ -252,8 +264,8 @@ static void row_line(FILE *f, const struct dv_cmp_result *c, const struct dv_cmp
 
 static void all_rows(FILE *f, const struct dv_cmp_result *c, bool color)
 {
-    fprintf(f, "\nevery tensor\n%4s %-22s %-9s %-8s %10s %10s %13s %9s", "pass", "tensor", "op",
-            "status", "nmse", "max_abs", "cos", "ratio");
+    fprintf(f, "\nevery tensor\n%4s %-22s %-9s %-8s %10s %10s %13s %7s %9s", "pass", "tensor",
+            "op", "status", "nmse", "max_abs", "cos", "nonfin", "ratio");
     if (c->has_oracle) fprintf(f, " %10s %10s", "err_test", "err_ref");
     fprintf(f, " max_abs at\n");
     for (int i = 0; i < c->n_rows; i++) row_line(f, c, &c->rows[i], color);
@@ -268,13 +280,18 @@ static void first_divergence(FILE *f, const struct dv_cmp_result *c)
     fprintf(f, "\nfirst divergence: %s\n  %s\n", title, w->why);
     if (w->bad_at.flat >= 0) {
         dv_cmp_where_format(&w->bad_at, where, sizeof where);
-        fprintf(f, "  first NaN/Inf at %s\n", where);
+        fprintf(f, "  first non-finite mismatch at %s: test %g, ref %g (%lld in the tensor)\n",
+                where, w->m.mismatch_test, w->m.mismatch_ref, (long long)w->m.mismatch);
     }
     if (w->status == DV_ROW_DIVERGED && w->m.n_used) {
+        char finite[64] = "";
+        if (w->m.n_used < w->m.n)
+            snprintf(finite, sizeof finite, " (of the %lld pairs finite on both sides)",
+                     (long long)w->m.n_used);
         dv_cmp_where_format(&w->max_at, where, sizeof where);
-        fprintf(f, "  largest |test - ref| %.4g at %s; nmse %.3g, cos %.9f, max_rel %.3g, "
+        fprintf(f, "  largest |test - ref| %.4g at %s%s; nmse %.3g, cos %.9f, max_rel %.3g, "
                 "ulp_max %llu, %lld of %lld values outside isclose\n", w->m.max_abs, where,
-                dv_metrics_nmse(&w->m), dv_metrics_cos(&w->m), w->m.max_rel,
+                finite, dv_metrics_nmse(&w->m), dv_metrics_cos(&w->m), w->m.max_rel,
                 (unsigned long long)w->m.ulp_max, (long long)w->m.viol, (long long)w->m.n);
     }
     if (w->has_oracle)
@@ -319,17 +336,20 @@ static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
                           dv_row_status_name(w->status), "shape", dv_jshape(w->n_dims, w->shape));
     if (w->status == DV_ROW_SHAPE)
         json_object_set_new(o, "test_shape", dv_jshape(w->test_n_dims, w->test_shape));
-    if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED) {
+    if (w->status == DV_ROW_OK || w->status == DV_ROW_DIVERGED || w->status == DV_ROW_BROKEN) {
         json_object_set_new(o, "metrics", dv_jmetrics(&w->m));
         json_object_set_new(o, "max_abs_at", dv_jwhere(&w->max_at));
         json_object_set_new(o, "nonfinite_at", dv_jwhere(&w->bad_at));
+        json_object_set_new(o, "nonfinite", dv_jnonfinite(w));
+        json_object_set_new(o, "broken", dv_jbroken(w));
         json_object_set_new(o, "tolerance", dv_jtolerance(&w->tol));
         json_object_set_new(o, "oracle", w->has_oracle
             ? json_pack("{s:o, s:o, s:o}", "err_test", dv_jnum(w->err_test), "err_ref",
                         dv_jnum(w->err_ref), "limit", dv_jnum(w->limit))
             : json_null());
     }
-    if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA && w->status != DV_ROW_SKIPPED)
+    if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA &&
+        w->status != DV_ROW_SKIPPED && w->status != DV_ROW_BROKEN)
         json_object_set_new(o, "ratio", dv_jnum(w->ratio));
     json_object_set_new(o, "why", json_string(w->why));
     return o;
@@ -369,7 +389,8 @@ static json_t *jlayers(const struct dv_cmp_result *c)
 
 int dv_cmp_report_json(FILE *f, const struct dv_cmp_result *c)
 {
-    static const char *const verdicts[] = {"agree", "diverged", "incomparable"};
+    static const char *const verdicts[] = {"agree", "diverged", "incomparable", "broken"};
+    _Static_assert(sizeof verdicts / sizeof verdicts[0] == DV_VERDICT_COUNT, "verdicts");
     char line[512];
     dv_cmp_verdict_line(c, line, sizeof line);
     json_t *rows = json_array();
@@ -385,10 +406,11 @@ int dv_cmp_report_json(FILE *f, const struct dv_cmp_result *c)
                                                   : json_integer(c->first));
     json_object_set_new(root, "worst", c->worst < 0 ? json_null() : json_integer(c->worst));
     json_object_set_new(root, "summary", json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "compared", (json_int_t)c->n_compared,
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "compared", (json_int_t)c->n_compared,
         "diverged", (json_int_t)c->n_diverged, "shape", (json_int_t)c->n_shape, "missing",
         (json_int_t)c->n_missing, "extra", (json_int_t)c->n_extra, "skipped",
-        (json_int_t)c->n_skipped, "pass_mismatches", (json_int_t)c->n_pass_mismatch));
+        (json_int_t)c->n_skipped, "pass_mismatches", (json_int_t)c->n_pass_mismatch,
+        "broken", (json_int_t)c->n_broken));
     json_object_set_new(root, "verdict", json_string(verdicts[dv_cmp_verdict(c)]));
     json_object_set_new(root, "verdict_line", json_string(line));
     int rc = json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);

@@ -11,7 +11,8 @@
 #include "compare.h"
 
 /* The one-line verdict ("agree: ...", "DIVERGED at ...", "incomparable:
- * ..."), without a newline, into buf. */
+ * ...", or for a broken reference "REF.h5: pass 0 ...: the reference
+ * holds ..."), without a newline, into buf. */
 void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size);
 
 /* Text: header (both dumps' backend, device, model, fault; policy and

@@ -61,17 +61,38 @@ json_t *dv_jmetrics(const struct dv_metrics *m)
     json_object_set_new(o, "bad_test_first", dv_jint(m->bad_test_first));
     json_object_set_new(o, "bad_ref", dv_jint(m->bad_ref));
     json_object_set_new(o, "bad_ref_first", dv_jint(m->bad_ref_first));
+    json_object_set_new(o, "nonfinite_mismatch", dv_jint(m->mismatch));
+    json_object_set_new(o, "nonfinite_mismatch_first", dv_jint(m->mismatch_first));
+    json_object_set_new(o, "posinf_ref", dv_jint(m->posinf_ref));
+    json_object_set_new(o, "posinf_ref_first", dv_jint(m->posinf_ref_first));
+    json_object_set_new(o, "neginf_ref", dv_jint(m->neginf_ref));
+    json_object_set_new(o, "neginf_ref_first", dv_jint(m->neginf_ref_first));
     return o;
+}
+
+json_t *dv_jnonfinite(const struct dv_cmp_row *w)
+{
+    if (!w->m.mismatch) return json_null();
+    return json_pack("{s:o, s:o, s:o}", "mismatches", dv_jint(w->m.mismatch), "test",
+                     dv_jnum(w->m.mismatch_test), "ref", dv_jnum(w->m.mismatch_ref));
+}
+
+json_t *dv_jbroken(const struct dv_cmp_row *w)
+{
+    if (w->status != DV_ROW_BROKEN) return json_null();
+    return json_pack("{s:s, s:o, s:o, s:o}", "side", dv_broken_side_name(w->broken), "count",
+                     dv_jint(w->n_broken), "at", dv_jwhere(&w->broken_at), "value",
+                     dv_jnum(w->broken_value));
 }
 
 json_t *dv_jtolerance(const struct dv_tolerance *t)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b}",
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}",
                      "nmse", dv_jnum(t->nmse), "max_abs", dv_jnum(t->max_abs), "max_rel",
                      dv_jnum(t->max_rel), "ulp", dv_jnum(t->ulp), "violations", dv_jnum(t->violations),
                      "cos", dv_jnum(t->cos), "atol", dv_jnum(t->metric.atol), "rtol",
                      dv_jnum(t->metric.rtol), "rel_eps", dv_jnum(t->metric.rel_eps), "oracle_m",
-                     dv_jnum(t->oracle_m), "oracle_floor", dv_jnum(t->oracle_floor), "nonfinite",
-                     dv_nonfinite_rule_name(t->nonfinite), "ignore", t->ignore);
+                     dv_jnum(t->oracle_m), "oracle_floor", dv_jnum(t->oracle_floor), "ignore",
+                     t->ignore);
 }
 

@@ -7,7 +7,7 @@
 # fixtures of the weight types the fault concerns, is found at the expected
 # pass, layer and op (the culprit of the op replay), exits 1, and the
 # --gpu-layers split names the same layer. Then the kept dumps, JSON, and
-# bad input (exit 2, one error line).
+# bad input (exit 2, one error line), an all-NaN model included.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 
@@ -94,6 +94,16 @@ ok "no layer split when asked" bash -c "! grep -q '^layer split' '$T/out'"
 expect 1 "--keep-dumps" -- "$D" bisect "$T/small-f32.gguf" --inject mask-no-past@2 \
     --keep-dumps "$T/kept"
 ok "three dumps" test -f "$T/kept/test.h5" -a -f "$T/kept/ref.h5" -a -f "$T/kept/oracle.h5"
+ok "the mask's first non-finite mismatch" grep -qE \
+    "^  first non-finite mismatch at \[h=[0-9]+, t=[0-9]+ \(pos [0-9]+\), key=[0-9]+\]: test -inf, ref [-0-9.e+]+ \([0-9]+ in the tensor\)$" "$T/out"
+expect 1 "the same as JSON" -- "$D" bisect "$T/small-f32.gguf" --inject mask-no-past@2 \
+    --format json --no-layer-split
+ok "json: the first divergence's non-finite mismatches" $PY -c '
+import json, sys
+f = json.load(open(sys.argv[1]))["first_divergence"]
+assert f["tensor"] == "blk.2.kq" and f["nonfinite"]["test"] == "-inf", f
+assert f["nonfinite"]["mismatches"] > 0 and f["nonfinite_at"]["key"] > f["nonfinite_at"]["token"], f
+' "$T/out"
 expect 1 "compare the kept dumps" -- "$D" compare "$T/kept/test.h5" "$T/kept/ref.h5" \
     --oracle "$T/kept/oracle.h5"
 ok "compare names the same tensor" grep -q "^first divergence: pass 1 .* blk.2.kq (" "$T/out"
@@ -113,6 +123,30 @@ expect 0 "--tokens and --passes" -- "$D" bisect "$T/tiny-f32.gguf" --tokens 1,2,
 ok "the schedule given" grep -q "^tokens   5 in passes 2,2,1:" "$T/out"
 expect 0 "-o" -- "$D" bisect "$T/tiny-f32.gguf" -o "$T/report.txt"
 ok "-o wrote the report" grep -q "^clean: " "$T/report.txt"
+
+# A model whose reference computes NaN (every weight NaN: the GGUF's data
+# section overwritten) is never "clean": exit 2, one line naming the
+# model, the reference, the pass, the tensor and the first position; the
+# kept dumps hold the pass that showed it.
+data=$("$D" info "$T/tiny-f32.gguf" | sed -n 's/.*, data at \([0-9]*\)$/\1/p' | head -1)
+ok "the data offset of tiny-f32.gguf" test -n "$data"
+$PY - "$T/tiny-f32.gguf" "$T/nan.gguf" "$data" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+at = int(sys.argv[3])
+n = (len(b) - at) // 4
+b[at:at + 4 * n] = struct.pack("<f", float("nan")) * n
+open(sys.argv[2], "wb").write(b)
+PY
+expect 2 "an all-NaN model is not clean" -- "$D" bisect "$T/nan.gguf"
+ok "one error line naming the model and the first NaN" one_error_line \
+    "nan.gguf: the cpu reference is broken at pass 0 (pos0 0, 6 tokens), blk.0.attn_in (get_rows): the reference holds 384 NaN where a forward pass cannot, the first at \[t=0 (pos 0), col=0\] is nan"
+expect 2 "the same without the oracle, as JSON into a file" -- "$D" bisect "$T/nan.gguf" \
+    --oracle none --format json -o "$T/nan.json" --keep-dumps "$T/nan-kept"
+ok "one error line" one_error_line "nan.gguf: the cpu reference is broken at pass 0"
+ok "no report written" test ! -e "$T/nan.json"
+expect 0 "the kept reference dump is complete" -- "$D" info "$T/nan-kept/ref.h5"
+ok "with the pass that showed it" grep -q "diverge-dump v1, 1 pass, 38 tensors$" "$T/out"
 
 # bad input: exit 2, one line naming the problem
 expect 2 "passes do not add up" -- "$D" bisect "$T/tiny-f32.gguf" --tokens 1,2,3 --passes 2,2

@@ -4,8 +4,11 @@
 # No false alarms: on every fixture and weight type, on stories260K and on
 # llama.cpp's mini-llama, vulkan vs cpu with the cpu-f64 oracle agrees
 # under the built-in policy (exit 0). Every fault of the zoo is reported
-# (exit 1) at the first tensor it touches, with its pass. Then the output
-# forms (JSON, --all, -o), and bad input (exit 2, one error line).
+# (exit 1) at the first tensor it touches, with its pass; so is an outside
+# engine's mask that reaches one key too far, at blk.L.kq. Then the output
+# forms (JSON, --all, -o), and bad input (exit 2, one error line): a
+# reference or oracle holding NaN, an oracle that is not a float64 dump of
+# the reference's run.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 TOKS=1,2,3,4,5,6,7,8,9,10,11,12,13
@@ -81,7 +84,75 @@ expect 0 "mask fault dump" -- "$D" run "$T/small-f32.gguf" --backend vulkan --to
     --passes $SCHED --inject mask-no-past@2 --dump "$T/mask.h5"
 expect 1 "mask fault without the oracle" -- "$D" compare "$T/mask.h5" "$T/small-f32-cpu.h5"
 ok "NaN/Inf count named" grep -q "NaN/Inf in the test where the reference is finite" "$T/out"
-ok "first NaN/Inf position named" grep -q "first NaN/Inf at \[h=[0-9]*, t=[0-9]* (pos [0-9]*), key=[0-9]*\]" "$T/out"
+ok "first NaN/Inf position named" grep -q "first non-finite mismatch at \[h=[0-9]*, t=[0-9]* (pos [0-9]*), key=[0-9]*\]: test -inf, ref " "$T/out"
+
+# An engine written outside the project (tests/interop/leaky_mask.py,
+# plain h5py) whose causal mask lets query t see key t+1 too: its scores
+# are finite where the reference holds -inf, so the first divergence is
+# blk.0.kq of pass 0 (not kq_softmax, one tensor late), with the first
+# such position, in the text and in the JSON, with or without the oracle.
+LEAK=$(dirname "$0")/../interop/leaky_mask.py
+expect 0 "the leaky engine writes its dump" -- $PY "$LEAK" "$T/tiny-f32-cpu.h5" "$T/leak.h5"
+for oracle in "" "--oracle $T/tiny-f32-cpu-f64.h5"; do
+    expect 1 "leaky mask ${oracle:+with the oracle}" -- "$D" compare "$T/leak.h5" \
+        "$T/tiny-f32-cpu.h5" $oracle
+    ok "leaky mask: first divergence at pass 0 blk.0.kq" \
+        grep -q "^first divergence: pass 0 (pos0 0, 6 tokens), layer 0, blk.0.kq (kq)$" "$T/out"
+    grep -q "^first divergence: pass 0 .* blk.0.kq (kq)$" "$T/out" || grep "^first divergence" "$T/out"
+    # tiny: 4 heads x queries 0..4 of the 6-token first pass see one key too many
+    ok "leaky mask: the count" grep -q "^  20 values where the reference is -inf and the test is not$" "$T/out"
+    ok "leaky mask: the first position and its values" grep -q \
+        "^  first non-finite mismatch at \[h=0, t=0 (pos 0), key=1\]: test [-0-9.e+]*, ref -inf (20 in the tensor)$" "$T/out"
+    ok "leaky mask: the per-layer table counts them" grep -qE "^ +0 +0  blk.0.kq .* 20 +inf  <- first divergence$" "$T/out"
+done
+expect 1 "leaky mask, json" -- "$D" compare "$T/leak.h5" "$T/tiny-f32-cpu.h5" --format json
+cat >"$T/leak.py" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = r["tensors"][r["first_divergence"]]
+assert (f["pass"], f["name"], f["layer"], f["status"]) == (0, "blk.0.kq", 0, "diverged"), f
+at = f["nonfinite_at"]
+assert (at["head"], at["token"], at["pos"], at["key"], at["flat"]) == (0, 0, 0, 1, 1), at
+nf = f["nonfinite"]
+assert nf["mismatches"] == 20 and nf["ref"] == "-inf" and isinstance(nf["test"], float), nf
+m = f["metrics"]
+assert m["nonfinite_mismatch"] == 20 and m["nonfinite_mismatch_first"] == 1, m
+assert m["bad_ref"] == 20 and m["bad_test"] == 0 and m["neginf_ref"] == 60, m
+assert m["max_abs"] == 0 and m["n_used"] == 144 - 60, m   # the metrics: finite pairs only
+assert f["ratio"] == "inf"
+assert r["verdict"] == "diverged" and r["summary"]["broken"] == 0
+assert "nonfinite" not in f["tolerance"]
+print("leak json ok")
+PY
+ok "leaky mask: json names kq, its first position and count" $PY "$T/leak.py" "$T/out"
+
+# A reference or an oracle holding NaN (h5py fills copies) is bad input,
+# never agreement: exit 2, one line naming the file, the tensor and where.
+cat >"$T/fill.py" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    for p in f["passes"].values():
+        for n, d in p.items():
+            if n != "tokens":
+                d[...] = np.full(d.shape, np.nan, d.dtype)
+PY
+cp "$T/tiny-f32-cpu.h5" "$T/nan-ref.h5"
+cp "$T/tiny-f32-cpu-f64.h5" "$T/nan-oracle.h5"
+expect 0 "NaN reference" -- $PY "$T/fill.py" "$T/nan-ref.h5"
+expect 0 "NaN oracle" -- $PY "$T/fill.py" "$T/nan-oracle.h5"
+expect 2 "finite test against an all-NaN reference" -- "$D" compare "$T/tiny-f32-vulkan.h5" \
+    "$T/nan-ref.h5"
+ok "one error line naming the reference and the first NaN" one_error_line \
+    "nan-ref.h5: pass 0 (pos0 0, 6 tokens), layer 0, blk.0.attn_in (get_rows): the reference holds 384 NaN where a forward pass cannot, the first at \[t=0 (pos 0), col=0\] is nan; 152 of 152 tensors are broken"
+expect 2 "the same with -o and json" -- "$D" compare "$T/tiny-f32-vulkan.h5" "$T/nan-ref.h5" \
+    --format json -o "$T/nan.json"
+ok "no report written" test ! -e "$T/nan.json"
+expect 2 "an all-NaN oracle" -- "$D" compare "$T/tiny-f32-vulkan.h5" "$T/tiny-f32-cpu.h5" \
+    --oracle "$T/nan-oracle.h5"
+ok "one error line naming the oracle" one_error_line "nan-oracle.h5: .* the oracle holds 384 NaN"
+expect 1 "an all-NaN test diverges at its first tensor" -- "$D" compare "$T/nan-ref.h5" \
+    "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
+ok "at blk.0.attn_in" grep -q "^first divergence: pass 0 (pos0 0, 6 tokens), layer 0, blk.0.attn_in" "$T/out"
 
 # JSON: parses, carries every row and the first divergence
 expect 1 "json" -- "$D" compare "$T/mask.h5" "$T/small-f32-cpu.h5" --oracle \
@@ -158,6 +229,23 @@ ok "one error line" one_error_line "tiny-f32.gguf"
 expect 2 "oracle of another model" -- "$D" compare "$T/tiny-f32-vulkan.h5" \
     "$T/tiny-f32-cpu.h5" --oracle "$T/small-f32-cpu-f64.h5"
 ok "one error line" one_error_line "another model"
+# only a float64 dump of the reference's run is an oracle: an f32 cpu dump
+# turned a clean vulkan run into "DIVERGED ... 224 of 440"
+cp "$T/tiny-f32-cpu.h5" "$T/cpu-copy.h5"
+expect 2 "an f32 cpu dump as the oracle" -- "$D" compare "$T/tiny-f32-vulkan.h5" \
+    "$T/tiny-f32-cpu.h5" --oracle "$T/cpu-copy.h5"
+ok "one error line" one_error_line "cpu-copy.h5: not a float64 oracle dump (backend cpu; pass 0 blk.0.attn_in is float32)"
+expect 2 "the reference as its own oracle" -- "$D" compare "$T/tiny-f32-vulkan.h5" \
+    "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu.h5"
+ok "one error line" one_error_line "tiny-f32-cpu.h5: the oracle is the reference dump itself"
+expect 2 "the test as the oracle" -- "$D" compare "$T/tiny-f32-cpu-f64.h5" \
+    "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
+ok "one error line" one_error_line "tiny-f32-cpu-f64.h5: the oracle is the test dump itself"
+expect 0 "an f64 run of other tokens" -- "$D" run "$T/tiny-f32.gguf" --backend cpu-f64 \
+    --tokens 1,2,3,4,5,6,7,8,9,10,11,12,14 --passes $SCHED --dump "$T/other-f64.h5"
+expect 2 "an oracle of other tokens" -- "$D" compare "$T/tiny-f32-vulkan.h5" \
+    "$T/tiny-f32-cpu.h5" --oracle "$T/other-f64.h5"
+ok "one error line" one_error_line "other-f64.h5: pass 3 of the oracle ran other tokens"
 expect 2 "one file" -- "$D" compare "$T/tiny-f32-cpu.h5"
 expect 2 "bad format" -- "$D" compare "$T/tiny-f32-vulkan.h5" "$T/tiny-f32-cpu.h5" --format xml
 finish

@@ -3,7 +3,8 @@
 # the Vulkan backend (lavapipe here) against the cpu reference over a
 # 4-pass schedule agrees (exit 0, every top-1 the same, KL figures), the
 # JSON parses and carries every field, an injected fault flips top-1s
-# (exit 1, listed), and bad input exits 2 with one error line.
+# (exit 1, listed), and bad input exits 2 with one error line (NaN in the
+# reference's logits included).
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 P="Once upon a time, there was a little girl" # 13 tokens with BOS
@@ -110,6 +111,26 @@ with h5py.File(sys.argv[1], "r+") as f:
     ok "+inf position listed" grep -qF "pass 0, pos 4: test logits not finite (0 NaN, 512 +inf)" "$T/out"
     ok "KL over the finite rest" grep -q "^====== summary: 13 positions, 11 with finite" "$T/out"
     ok "counted" grep -q "^Not finite : 2 positions with test logits NaN/Inf" "$T/out"
+    # NaN in the reference's logits: no distribution to judge against, so
+    # bad input (exit 2, one line), never "0 of 0 positions" and exit 0
+    cp "$T/ref.h5" "$T/nanref.h5"
+    cp "$T/ref.h5" "$T/allnan.h5"
+    "$PY" -c '
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["passes/0001/logits"]
+    a = d[...]
+    a[2, :] = np.nan
+    d[...] = a
+with h5py.File(sys.argv[2], "r+") as f:
+    for p in f["passes"].values():
+        p["logits"][...] = np.full(p["logits"].shape, np.nan, np.float32)
+' "$T/nanref.h5" "$T/allnan.h5"
+    expect 2 "a reference position with NaN logits" -- "$D" logits "$T/test.h5" "$T/nanref.h5"
+    ok "one error line naming it" one_error_line \
+        "nanref.h5: pass 1, t=2 (pos 8): the reference logits hold 512 NaN and 0 +inf (1 of 13 positions are so)"
+    expect 2 "an all-NaN reference" -- "$D" logits "$T/test.h5" "$T/allnan.h5"
+    ok "one error line naming it" one_error_line "allnan.h5: pass 0, t=0 (pos 0): the reference logits hold 512 NaN and 0 +inf (13 of 13 positions are so)"
 fi
 
 # bad input: exit 2, one line naming the file or the option

@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "fault.h"
 #include "fixture.h"
+#include "gguf.h"
 #include "model.h"
 #include "ops.h"
 #include "policy.h"
@@ -184,6 +185,67 @@ static void test_keep_dumps(void **state)
     dv_model_free(m);
 }
 
+/* tiny-f32 with every weight NaN (the data section overwritten in place):
+ * the reference computes NaN from the first tensor on. */
+static const char *nan_model(void)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/nan-f32.gguf", tu_tmp);
+    assert_int_equal(dv_fixture_write("tiny-f32", path), DV_OK);
+    struct dv_gguf *g;
+    assert_int_equal(dv_gguf_open(path, &g), DV_OK);
+    const uint64_t at = g->data_offset, size = g->size;
+    for (uint64_t i = 0; i < g->n_tensors; i++) assert_int_equal(g->tensors[i].type, DV_TYPE_F32);
+    dv_gguf_free(g);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)at, SEEK_SET), 0);
+    const float nan = NAN;
+    for (uint64_t i = at; i + 4 <= size; i += 4) assert_int_equal(fwrite(&nan, 4, 1, f), 1);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+/* A model whose reference computes NaN is never "clean": dv_bisect fails
+ * with DV_E_INPUT naming the model, the reference, the first pass and
+ * tensor and position, and the kept dumps hold the pass it ran. */
+static void test_nan_model(void **state)
+{
+    (void)state;
+    const char *path = nan_model();
+    struct dv_model *m;
+    assert_int_equal(dv_model_open(path, &m), DV_OK);
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/kept-nan", tu_tmp);
+    const int oracles[2] = {-1, DV_BACKEND_CPU_F64};
+    for (int k = 0; k < 2; k++) {
+        struct dv_bisect_opts o = {.model_path = path, .test = DV_BACKEND_VULKAN,
+                                   .ref = DV_BACKEND_CPU, .oracle = oracles[k], .tokens = toks,
+                                   .n_tokens = 7, .sched = sched, .n_pass = 4,
+                                   .inject = {DV_FAULT_NONE, -1}, .policy = p,
+                                   .keep_dir = k ? dir : NULL, .layer_split = true};
+        struct dv_bisect_result *r = NULL;
+        assert_int_equal(dv_bisect(m, &o, &r), DV_E_INPUT);
+        assert_null(r);
+        const char *msg = dv_errmsg();
+        if (strncmp(msg, path, strlen(path)) ||
+            !strstr(msg, "the cpu reference is broken at pass 0 (pos0 0, 3 tokens), "
+                         "blk.0.attn_in (get_rows): the reference holds 192 NaN") ||
+            !strstr(msg, "the first at [t=0 (pos 0), col=0] is nan"))
+            fail_msg("message: %s", msg);
+    }
+    char kept[600];
+    snprintf(kept, sizeof kept, "%s/ref.h5", dir);
+    struct dv_reader *d;
+    assert_int_equal(dv_reader_open(kept, &d), DV_OK);
+    assert_int_equal(d->n_passes, 1);
+    dv_reader_free(d);
+    dv_policy_free(p);
+    dv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_q4k_scale_first_pass),
         cmocka_unit_test(test_no_oracle),
         cmocka_unit_test(test_keep_dumps),
+        cmocka_unit_test(test_nan_model),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -76,16 +76,24 @@ static int setup(void **state)
 /* ---- copying a dump with one change ------------------------------------ */
 
 /* What to change: the tensor `name` of pass `pass` goes through `edit`
- * (NULL: unchanged); drop it, or give it another shape; add a tensor
- * named `extra`; change token 0 of pass `pass`. */
+ * (NULL: unchanged), and `name2` through `edit2`; drop it, or give it
+ * another shape; add a tensor named `extra`; change token 0 of pass
+ * `pass`; renumber every pass by `shift`. The copy is of `src` (NULL: the
+ * reference), stored as float64 when `f64`. */
 struct change {
     int pass;
     const char *name;
     void (*edit)(float *x, const struct dv_reader_tensor *t, void *arg);
     void *arg;
+    const char *name2;
+    void (*edit2)(float *x, const struct dv_reader_tensor *t, void *arg);
     bool drop, retoken;
     const char *extra; /* a probe of 3 values, [3] or (extra_2d) [1, 3] */
     bool extra_2d;
+    const char *src;
+    bool f64;
+    int shift;
+    void (*edit_all)(float *x, const struct dv_reader_tensor *t, void *arg); /* every tensor */
 };
 
 static void copy_attrs(const struct dv_reader *r, dv_dump *d)
@@ -109,12 +117,16 @@ static void copy_tensor(const struct dv_reader *r, dv_dump *d, int p, int t,
                         const struct change *ch)
 {
     const struct dv_reader_tensor *ts = &r->passes[p].tensors[t];
-    bool target = r->passes[p].index == ch->pass && ch->name && !strcmp(ts->name, ch->name);
+    bool here = r->passes[p].index == ch->pass;
+    bool target = here && ch->name && !strcmp(ts->name, ch->name);
+    bool target2 = here && ch->name2 && !strcmp(ts->name, ch->name2);
     if (target && ch->drop) return;
     float *x = malloc((size_t)ts->n_elems * sizeof *x);
     assert_non_null(x);
     assert_int_equal(dv_reader_read(r, p, t, DV_TYPE_F32, x), DV_OK);
     if (target && ch->edit) ch->edit(x, ts, ch->arg);
+    if (target2 && ch->edit2) ch->edit2(x, ts, ch->arg);
+    if (ch->edit_all) ch->edit_all(x, ts, ch->arg);
     assert_int_equal(dv_dump_write(d, ts->name, ts->layer, ts->op, ts->order, ts->n_dims,
                                    ts->shape, DV_DUMP_F32, x), DV_OK);
     free(x);
@@ -125,16 +137,17 @@ static const char *copy_dump(const char *name, const struct change *ch)
     static char out[4096];
     snprintf(out, sizeof out, "%s", tu_path(tu_tmp, name));
     struct dv_reader *r;
-    assert_int_equal(dv_reader_open(ref_path, &r), DV_OK);
+    assert_int_equal(dv_reader_open(ch->src ? ch->src : ref_path, &r), DV_OK);
     dv_dump *d;
-    assert_int_equal(dv_dump_create(out, "copy", 0, &d), DV_OK);
+    assert_int_equal(dv_dump_create(out, "copy", ch->f64 ? DV_DUMP_FLOAT64 : 0, &d), DV_OK);
     copy_attrs(r, d);
     for (int p = 0; p < r->n_passes; p++) {
         const struct dv_reader_pass *ps = &r->passes[p];
         int32_t tk[16];
         memcpy(tk, ps->tokens, (size_t)ps->n_tokens * sizeof *tk);
         if (ch->retoken && ps->index == ch->pass) tk[0] += 1;
-        assert_int_equal(dv_dump_begin_pass(d, ps->index, ps->pos0, ps->n_tokens, tk), DV_OK);
+        assert_int_equal(dv_dump_begin_pass(d, ps->index + ch->shift, ps->pos0, ps->n_tokens, tk),
+                         DV_OK);
         for (int t = 0; t < ps->n_tensors; t++) copy_tensor(r, d, p, t, ch);
         if (ch->extra && ps->index == ch->pass) {
             float v[3] = {1, 2, 3};
@@ -223,6 +236,36 @@ static void add_noise(float *x, const struct dv_reader_tensor *t, void *arg)
 static void put_nan(float *x, const struct dv_reader_tensor *t, void *arg)
 {
     x[*(int64_t *)arg] = NAN;
+}
+
+static void all_nan(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    for (int64_t i = 0; i < t->n_elems; i++) x[i] = NAN;
+}
+
+/* A causal mask that reaches one key too far, as an engine with an
+ * off-by-one mask computes it: in blk.L.kq [H, T, n_kv] query t sees key
+ * pos0 + t + 1 too (a finite score, 0.5, where the schema has -inf) ... */
+static void leak_scores(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    const int64_t H = t->shape[0], T = t->shape[1], n_kv = t->shape[2], pos0 = n_kv - T;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t q = 0; q < T; q++)
+            if (pos0 + q + 1 < n_kv) x[(h * T + q) * n_kv + pos0 + q + 1] = 0.5f;
+}
+
+/* ... and in blk.L.kq_softmax that key then takes a share (0.1) of the
+ * probability instead of 0. */
+static void leak_probs(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    const int64_t H = t->shape[0], T = t->shape[1], n_kv = t->shape[2], pos0 = n_kv - T;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t q = 0; q < T; q++) {
+            if (pos0 + q + 1 >= n_kv) continue;
+            float *row = &x[(h * T + q) * n_kv];
+            for (int64_t k = 0; k < n_kv; k++) row[k] *= 0.9f;
+            row[pos0 + q + 1] = 0.1f;
+        }
 }
 
 /* ---- tests ----------------------------------------------------------------- */
@@ -357,24 +400,136 @@ static void test_other_tokens_are_not_compared(void **state)
     dv_cmp_free(c);
 }
 
-static void test_oracle_of_another_run_is_refused(void **state)
+/* dv_compare with an oracle that is not a float64 dump of the
+ * reference's run: DV_E_INPUT, no result, and a message that starts with
+ * the oracle's path and says `want`. */
+static void expect_refused(const char *test_path, const char *ref, const char *oracle,
+                           const char *want)
 {
-    struct change ch = {.pass = 0, .retoken = true};
-    const char *other = copy_dump("other-run.h5", &ch);
     struct dv_reader *a, *b, *o;
-    assert_int_equal(dv_reader_open(ref_path, &a), DV_OK);
-    assert_int_equal(dv_reader_open(ref_path, &b), DV_OK);
-    assert_int_equal(dv_reader_open(other, &o), DV_OK);
+    assert_int_equal(dv_reader_open(test_path, &a), DV_OK);
+    assert_int_equal(dv_reader_open(ref, &b), DV_OK);
+    assert_int_equal(dv_reader_open(oracle, &o), DV_OK);
     struct dv_policy *p;
     assert_int_equal(dv_policy_default(&p), DV_OK);
     struct dv_cmp_result *c = NULL;
     assert_int_equal(dv_compare(a, b, o, p, &c), DV_E_INPUT);
     assert_null(c);
-    assert_non_null(strstr(dv_errmsg(), "other tokens"));
+    const char *msg = dv_errmsg();
+    if (strncmp(msg, oracle, strlen(oracle)) || !strstr(msg, want))
+        fail_msg("message \"%s\": expected %s: ...%s...", msg, oracle, want);
     dv_policy_free(p);
     dv_reader_free(a);
     dv_reader_free(b);
     dv_reader_free(o);
+}
+
+static void test_oracle_refused(void **state)
+{
+    char f32[4096], tokens[4096], shifted[4096];
+    /* a float32 dump: a copy of the cpu reference (an f32 cpu dump as the
+     * oracle made a clean run diverge), or the reference file itself */
+    struct change same = {.pass = -1};
+    snprintf(f32, sizeof f32, "%s", copy_dump("f32-oracle.h5", &same));
+    expect_refused(ref_path, ref_path, f32, "not a float64 oracle dump (backend copy; pass 0 "
+                   "blk.0.attn_in is float32)");
+    expect_refused(f32, ref_path, ref_path, "the oracle is the reference dump itself");
+    /* the test dump itself, even when it is float64 */
+    expect_refused(oracle_path, ref_path, oracle_path, "the oracle is the test dump itself");
+    /* float64 but another run: other tokens in pass 0; none of the passes */
+    struct change tok = {.pass = 0, .retoken = true, .src = oracle_path, .f64 = true};
+    snprintf(tokens, sizeof tokens, "%s", copy_dump("other-tokens.h5", &tok));
+    expect_refused(ref_path, ref_path, tokens, "pass 0 of the oracle ran other tokens");
+    struct change shift = {.pass = -1, .src = oracle_path, .f64 = true, .shift = 10};
+    snprintf(shifted, sizeof shifted, "%s", copy_dump("shifted.h5", &shift));
+    expect_refused(ref_path, ref_path, shifted, "the oracle has none of the passes of");
+    /* a float64 copy of the real oracle is one */
+    struct change copy = {.pass = -1, .src = oracle_path, .f64 = true};
+    struct dv_cmp_result *c = compare_paths(ref_path, ref_path, copy_dump("f64-copy.h5", &copy));
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
+    assert_true(c->has_oracle);
+    dv_cmp_free(c);
+}
+
+/* A causal mask one key too far: at blk.0.kq the test is finite where
+ * the reference has -inf, and that is the first divergence (it used to
+ * be blk.0.kq_softmax, one tensor late), named with its first position. */
+static void test_leaked_mask(void **state)
+{
+    struct change ch = {.pass = 0, .name = "blk.0.kq", .edit = leak_scores,
+                        .name2 = "blk.0.kq_softmax", .edit2 = leak_probs};
+    const char *path = copy_dump("leak.h5", &ch);
+    for (int with = 0; with < 2; with++) {
+        struct dv_cmp_result *c = compare(path, with);
+        assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+        const struct dv_cmp_row *w = &c->rows[c->first];
+        assert_string_equal(w->name, "blk.0.kq");
+        assert_int_equal(c->passes[w->pass].index, 0);
+        assert_int_equal(w->status, DV_ROW_DIVERGED);
+        assert_true(isinf(w->ratio));
+        /* pass 0: 3 tokens at pos0 0, so queries 0 and 1 of each of the
+         * 4 heads see one key too many */
+        assert_int_equal(w->m.mismatch, 8);
+        assert_int_equal(w->m.bad_ref, 8);
+        assert_int_equal(w->m.bad_test, 0);
+        assert_true(w->m.mismatch_test == 0.5 && w->m.mismatch_ref == -INFINITY);
+        assert_int_equal(w->bad_at.flat, 1);
+        assert_int_equal(w->bad_at.head, 0);
+        assert_int_equal(w->bad_at.token, 0);
+        assert_int_equal(w->bad_at.pos, 0);
+        assert_int_equal(w->bad_at.key, 1);
+        assert_non_null(strstr(w->why, "8 values where the reference is -inf"));
+        /* the metrics cover the finite pairs only: the rest is identical */
+        assert_true(w->m.max_abs == 0 && w->m.n_used == w->m.n - 4 * 3);
+        assert_int_equal(c->n_diverged, 2); /* and kq_softmax, which it moves */
+        dv_cmp_free(c);
+    }
+}
+
+/* A reference or oracle with NaN where a forward pass has numbers is
+ * never agreement: every row is broken and so is the verdict; a test of
+ * NaN against a finite reference diverges at its first tensor. */
+static void test_all_nan(void **state)
+{
+    char nan_ref[4096], nan_oracle[4096];
+    struct change ch = {.pass = -1, .edit_all = all_nan};
+    snprintf(nan_ref, sizeof nan_ref, "%s", copy_dump("nan-ref.h5", &ch));
+    const int per_pass = 2 * 18 + 2;
+    for (int with = 0; with < 2; with++) {
+        struct dv_cmp_result *c = compare_paths(ref_path, nan_ref, with ? oracle_path : NULL);
+        assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_BROKEN);
+        assert_int_equal(c->n_broken, N_PASS * per_pass);
+        assert_int_equal(c->n_compared, 0);
+        assert_int_equal(c->first_broken, 0);
+        const struct dv_cmp_row *w = &c->rows[0];
+        assert_string_equal(w->name, "blk.0.attn_in");
+        assert_int_equal(w->status, DV_ROW_BROKEN);
+        assert_int_equal(w->broken, DV_BROKEN_REF);
+        assert_int_equal(w->n_broken, 3 * 64);
+        assert_int_equal(w->broken_at.flat, 0);
+        assert_int_equal(w->broken_at.token, 0);
+        assert_int_equal(w->broken_at.col, 0);
+        assert_true(isnan(w->broken_value));
+        assert_non_null(strstr(w->why, "the reference holds 192 NaN"));
+        dv_cmp_free(c);
+    }
+    /* the oracle all NaN, the reference fine */
+    struct change och = {.pass = -1, .edit_all = all_nan, .src = oracle_path, .f64 = true};
+    snprintf(nan_oracle, sizeof nan_oracle, "%s", copy_dump("nan-oracle.h5", &och));
+    struct dv_cmp_result *c = compare_paths(ref_path, ref_path, nan_oracle);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_BROKEN);
+    assert_int_equal(c->n_broken, N_PASS * per_pass);
+    assert_int_equal(c->rows[c->first_broken].broken, DV_BROKEN_ORACLE);
+    assert_non_null(strstr(c->rows[0].why, "the oracle holds 192 NaN"));
+    dv_cmp_free(c);
+    /* the test all NaN: diverged from the first tensor on */
+    c = compare_paths(nan_ref, ref_path, oracle_path);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    assert_int_equal(c->first, 0);
+    assert_int_equal(c->n_diverged, N_PASS * per_pass);
+    assert_int_equal(c->rows[0].m.bad_test, 3 * 64);
+    assert_int_equal(c->rows[0].bad_at.flat, 0);
+    dv_cmp_free(c);
 }
 
 static void test_where_format(void **state)
@@ -573,20 +728,23 @@ static void test_judge_nan(void **state)
         assert_int_equal(w.bad_at.col, 9);
         if (with) assert_true(isinf(w.err_test));
     }
-    /* the NaN in the reference instead: not the test's fault by default */
-    struct dv_cmp_row w;
-    q_row(&w, p);
-    dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32, NULL, 0);
-    assert_int_equal(w.status, DV_ROW_OK);
-    assert_int_equal(w.m.bad_ref, 1);
-    assert_int_equal(w.bad_at.flat, at);
-    dv_policy_free(p);
-    static const char any[] = "{\"default\": {\"nonfinite\": \"any\"}}";
-    assert_int_equal(dv_policy_parse(any, strlen(any), "any.json", &p), DV_OK);
-    q_row(&w, p);
-    dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32, NULL, 0);
-    assert_int_equal(w.status, DV_ROW_DIVERGED);
-    assert_true(isinf(w.ratio));
+    /* the NaN in the reference instead: the reference is broken, not
+     * judged, with or without the oracle */
+    for (int with = 0; with < 2; with++) {
+        struct dv_cmp_row w;
+        q_row(&w, p);
+        dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32,
+                     with ? oracle : NULL, DV_TYPE_F64);
+        assert_int_equal(w.status, DV_ROW_BROKEN);
+        assert_int_equal(w.broken, DV_BROKEN_REF);
+        assert_int_equal(w.n_broken, 1);
+        assert_int_equal(w.broken_at.flat, at);
+        assert_int_equal(w.broken_at.token, 1);
+        assert_int_equal(w.broken_at.head, 0);
+        assert_int_equal(w.broken_at.col, 9);
+        assert_true(isnan(w.broken_value));
+        assert_string_equal(w.why, "the reference holds 1 NaN where a forward pass cannot");
+    }
     dv_policy_free(p);
 }
 
@@ -687,14 +845,32 @@ static void test_judge_masked_scores(void **state)
     assert_int_equal(w.max_at.pos, JPOS0 + 1);
     assert_int_equal(w.max_at.key, 4);
     assert_int_equal(w.max_at.col, -1);
-    /* a mask the test lost (finite where the reference has -inf) is the
-     * reference's non-finite value unmatched: counted, fatal only under
-     * nonfinite "any"; a -inf the test adds is always fatal */
-    memcpy(test, ref, sizeof test);
-    test[(0 * T + 0) * NKV + NKV - 1] = 0.0f;
-    row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
-    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
-    assert_int_equal(w.m.bad_ref, 1);
+    /* a mask the test lost (finite where the reference has -inf): a
+     * non-finite mismatch, so diverged, named by head, token and key; an
+     * old policy's "nonfinite": "test" does not hide it */
+    static const char old[] = "{\"default\": {\"nonfinite\": \"test\"}}";
+    struct dv_policy *pols[2] = {p, NULL};
+    assert_int_equal(dv_policy_parse(old, strlen(old), "old.json", &pols[1]), DV_OK);
+    const int lost = (1 * T + 0) * NKV + JPOS0 + 1; /* head 1, token 0, key pos0 + 1 */
+    for (int k = 0; k < 2; k++) {
+        memcpy(test, ref, sizeof test);
+        test[lost] = 0.25f;
+        row_init(&w, pols[k], "blk.1.kq", 1, "kq", 3, shape);
+        dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+        assert_int_equal(w.status, DV_ROW_DIVERGED);
+        assert_true(isinf(w.ratio));
+        assert_int_equal(w.m.mismatch, 1);
+        assert_int_equal(w.m.bad_ref, 1);
+        assert_true(w.m.mismatch_test == 0.25 && w.m.mismatch_ref == -INFINITY);
+        assert_int_equal(w.bad_at.flat, lost);
+        assert_int_equal(w.bad_at.head, 1);
+        assert_int_equal(w.bad_at.token, 0);
+        assert_int_equal(w.bad_at.pos, JPOS0);
+        assert_int_equal(w.bad_at.key, JPOS0 + 1);
+        assert_string_equal(w.why, "1 value where the reference is -inf and the test is not");
+    }
+    dv_policy_free(pols[1]);
+    /* a -inf the test adds diverges too */
     memcpy(test, ref, sizeof test);
     test[0] = -INFINITY; /* head 0, token 0, key 0: never masked */
     row_init(&w, p, "blk.1.kq", 1, "kq", 3, shape);
@@ -703,6 +879,162 @@ static void test_judge_masked_scores(void **state)
     assert_true(isinf(w.ratio));
     assert_int_equal(w.bad_at.flat, 0);
     assert_int_equal(w.bad_at.key, 0);
+    dv_policy_free(p);
+}
+
+/* Scores [H, T, n_kv] (-inf at the masked keys) or, for the probabilities
+ * kq_softmax, 0 there (seeded). */
+static void scores(float *x, int H, int T, int n_kv, bool probs, unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < n_kv; j++)
+                x[(h * T + t) * n_kv + j] = j > n_kv - T + t ? (probs ? 0.0f : -INFINITY)
+                                                             : (float)gsl_ran_gaussian(r, 1.0);
+    gsl_rng_free(r);
+}
+
+/* Every combination of finite, NaN, +Inf and -Inf at one position, test
+ * (a) against reference (b), in blk.1.kq (where a reference -inf is a
+ * masked score) and in blk.1.kq_softmax (where it cannot be), with and
+ * without an oracle that holds the reference's values: the table of
+ * compare.h. A finite pair there is the reference's own value. */
+static void test_judge_nonfinite_table(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    enum { H = 4, T = 3, NKV = JPOS0 + T, N = H * T * NKV };
+    enum { OK, DIV, BRK };
+    static const int want_kq[4][4] = {
+        /* test:  finite NaN  +Inf -Inf      reference: */
+        {OK, DIV, DIV, DIV},              /* finite */
+        {BRK, BRK, BRK, BRK},             /* NaN */
+        {BRK, BRK, BRK, BRK},             /* +Inf */
+        {DIV, DIV, DIV, OK},              /* -Inf: a masked score */
+    };
+    const int64_t shape[3] = {H, T, NKV};
+    const int at = (2 * T + 1) * NKV + 3; /* head 2, token 1, key 3: not masked */
+    float ref[N], test[N];
+    double wide[N];
+    for (int probs = 0; probs < 2; probs++)
+        for (int b = 0; b < 4; b++)
+            for (int a = 0; a < 4; a++)
+                for (int with = 0; with < 2; with++) {
+                    scores(ref, H, T, NKV, probs, 20);
+                    const float v[4] = {ref[at], NAN, INFINITY, -INFINITY};
+                    memcpy(test, ref, sizeof test);
+                    test[at] = v[a], ref[at] = v[b];
+                    for (int i = 0; i < N; i++) wide[i] = ref[i];
+                    int want = want_kq[b][a];
+                    if (probs && b == 3) want = BRK; /* no -inf in probabilities */
+                    struct dv_cmp_row w;
+                    row_init(&w, p, probs ? "blk.1.kq_softmax" : "blk.1.kq", 1,
+                             probs ? "softmax" : "kq", 3, shape);
+                    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32,
+                                 with ? wide : NULL, DV_TYPE_F64);
+                    const int st[3] = {DV_ROW_OK, DV_ROW_DIVERGED, DV_ROW_BROKEN};
+                    if (w.status != st[want])
+                        fail_msg("%s: test %g, reference %g, oracle %d: %s, expected %s",
+                                 w.name, v[a], v[b], with, dv_row_status_name(w.status),
+                                 dv_row_status_name(st[want]));
+                    const struct dv_cmp_where *where = want == BRK ? &w.broken_at : &w.bad_at;
+                    if (want == OK) {
+                        assert_int_equal(w.bad_at.flat, -1);
+                        assert_true(w.ratio == 0);
+                        continue;
+                    }
+                    if (want == DIV) {
+                        assert_true(isinf(w.ratio) && w.ratio > 0);
+                        assert_int_equal(w.m.mismatch, 1);
+                    } else {
+                        assert_int_equal(w.broken, DV_BROKEN_REF);
+                        assert_int_equal(w.n_broken, 1);
+                    }
+                    assert_int_equal(where->flat, at);
+                    assert_int_equal(where->head, 2);
+                    assert_int_equal(where->token, 1);
+                    assert_int_equal(where->pos, JPOS0 + 1);
+                    assert_int_equal(where->key, 3);
+                }
+    dv_policy_free(p);
+}
+
+/* The oracle must be finite where the reference is, and -inf where it
+ * is: NaN (or +Inf, or -inf in the probabilities) in it is broken, and a
+ * -inf in one of them only is a disagreement; the test is not judged. */
+static void test_judge_broken_oracle(void **state)
+{
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    enum { H = 4, T = 3, NKV = JPOS0 + T, N = H * T * NKV };
+    const int64_t shape[3] = {H, T, NKV};
+    const int at = (3 * T + 2) * NKV + 6;     /* head 3, token 2, key 6: not masked */
+    const int masked = (0 * T + 0) * NKV + 7; /* head 0, token 0, key 7 > pos0 + 0 */
+    float ref[N];
+    double wide[N];
+    static const struct {
+        bool probs;
+        int pos;
+        double value;
+        int side;
+    } c[] = {
+        {false, at, NAN, DV_BROKEN_ORACLE},
+        {false, at, INFINITY, DV_BROKEN_ORACLE},
+        {true, at, -INFINITY, DV_BROKEN_ORACLE},
+        {false, at, -INFINITY, DV_BROKEN_DISAGREE}, /* -inf, where the reference has a score */
+        {false, masked, 0.5, DV_BROKEN_DISAGREE},   /* a score, where the reference has -inf */
+    };
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        scores(ref, H, T, NKV, c[k].probs, 21);
+        for (int i = 0; i < N; i++) wide[i] = ref[i];
+        wide[c[k].pos] = c[k].value;
+        struct dv_cmp_row w;
+        row_init(&w, p, c[k].probs ? "blk.0.kq_softmax" : "blk.0.kq", 0,
+                 c[k].probs ? "softmax" : "kq", 3, shape);
+        dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, ref, DV_TYPE_F32, wide,
+                     DV_TYPE_F64);
+        if (w.status != DV_ROW_BROKEN || w.broken != c[k].side)
+            fail_msg("case %zu: %s (%s), expected broken (%s)", k, dv_row_status_name(w.status),
+                     dv_broken_side_name(w.broken), dv_broken_side_name(c[k].side));
+        assert_int_equal(w.n_broken, 1);
+        assert_int_equal(w.broken_at.flat, c[k].pos);
+        assert_true(w.broken_value == c[k].value || (isnan(c[k].value) && isnan(w.broken_value)));
+        assert_non_null(strstr(w.why, "oracle"));
+        if (c[k].side == DV_BROKEN_DISAGREE) {
+            char want[96];
+            snprintf(want, sizeof want, "(the first: oracle %g, reference %g)", c[k].value,
+                     ref[c[k].pos]);
+            assert_non_null(strstr(w.why, want));
+        }
+    }
+    dv_policy_free(p);
+}
+
+/* A tensor the policy ignores: a non-finite mismatch is reported, not a
+ * divergence; a broken reference is still broken (the policy speaks for
+ * the test, not for the reference). */
+static void test_judge_ignored(void **state)
+{
+    static const char pol[] = "{\"tensors\": [{\"match\": \"blk.0.q\", \"ignore\": true}]}";
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_parse(pol, strlen(pol), "ignore.json", &p), DV_OK);
+    double oracle[JN];
+    float ref[JN], test[JN];
+    judge_data(oracle, ref, 22);
+    memcpy(test, ref, sizeof test);
+    test[5] = INFINITY;
+    struct dv_cmp_row w;
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, test, DV_TYPE_F32, ref, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_OK);
+    assert_int_equal(w.m.mismatch, 1);
+    assert_int_equal(w.bad_at.flat, 5);
+    assert_string_equal(w.why, "ignored by the policy");
+    q_row(&w, p);
+    dv_cmp_judge(&w, &judge_cfg, JPOS0, ref, DV_TYPE_F32, test, DV_TYPE_F32, NULL, 0);
+    assert_int_equal(w.status, DV_ROW_BROKEN);
     dv_policy_free(p);
 }
 
@@ -766,13 +1098,18 @@ int main(void)
         cmocka_unit_test(test_one_nan),
         cmocka_unit_test(test_missing_extra_and_shape),
         cmocka_unit_test(test_other_tokens_are_not_compared),
-        cmocka_unit_test(test_oracle_of_another_run_is_refused),
+        cmocka_unit_test(test_oracle_refused),
+        cmocka_unit_test(test_leaked_mask),
+        cmocka_unit_test(test_all_nan),
         cmocka_unit_test(test_where_format),
         cmocka_unit_test(test_judge_identical),
         cmocka_unit_test(test_judge_noise_with_oracle),
         cmocka_unit_test(test_judge_nan),
         cmocka_unit_test(test_judge_fixed_limits),
         cmocka_unit_test(test_judge_masked_scores),
+        cmocka_unit_test(test_judge_nonfinite_table),
+        cmocka_unit_test(test_judge_broken_oracle),
+        cmocka_unit_test(test_judge_ignored),
         cmocka_unit_test(test_judge_equals_compare),
     };
     return cmocka_run_group_tests(tests, setup, tu_group_teardown);

@@ -316,8 +316,30 @@ static void test_nonfinite(void **state)
     const struct tpass pr[] = {{0, 0, 4, toks, ref}}, pt[] = {{0, 0, 4, toks, test}};
     write_dump(tu_path(tu_tmp, "nf_ref.h5"), V, pr, 1, NULL, NULL);
     write_dump(tu_path(tu_tmp, "nf_test.h5"), V, pt, 1, NULL, NULL);
-    struct dv_logits_result *res;
-    assert_int_equal(compare_files("nf_test.h5", "nf_ref.h5", 2, -1, &res), DV_OK);
+    struct dv_logits_result *res = NULL;
+    /* a reference position without a distribution: the reference is
+     * broken, never "0 of 0 positions flipped" */
+    assert_int_equal(compare_files("nf_test.h5", "nf_ref.h5", 2, -1, &res), DV_E_INPUT);
+    assert_null(res);
+    assert_non_null(strstr(dv_errmsg(), tu_path(tu_tmp, "nf_ref.h5")));
+    assert_non_null(strstr(dv_errmsg(), "pass 0, t=3 (pos 3): the reference logits hold 1 NaN "
+                                        "and 0 +inf (1 of 4 positions are so)"));
+    /* every reference logit -inf or +inf: the same */
+    const double ref_inf[4 * V] = {0, 1, 2, 3, 3, 2, 1, 0, 0, 0, 1, 0,
+                                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    const double ref_pinf[4 * V] = {0, 1, 2, 3, 3, 2, 1, 0, 0, INFINITY, 1, 0, 0, 0, 0, 0};
+    const struct tpass pi[] = {{0, 0, 4, toks, ref_inf}}, pp[] = {{0, 0, 4, toks, ref_pinf}};
+    write_dump(tu_path(tu_tmp, "nf_ref_inf.h5"), V, pi, 1, NULL, NULL);
+    write_dump(tu_path(tu_tmp, "nf_ref_pinf.h5"), V, pp, 1, NULL, NULL);
+    assert_int_equal(compare_files("nf_test.h5", "nf_ref_inf.h5", 2, -1, &res), DV_E_INPUT);
+    assert_non_null(strstr(dv_errmsg(), "pass 0, t=3 (pos 3): the reference logits hold -inf only"));
+    assert_int_equal(compare_files("nf_test.h5", "nf_ref_pinf.h5", 2, -1, &res), DV_E_INPUT);
+    assert_non_null(strstr(dv_errmsg(), "t=2 (pos 2): the reference logits hold 0 NaN and 1 +inf"));
+    /* the test's own NaN and +inf are flips against a sound reference */
+    const double ref_ok[4 * V] = {0, 1, 2, 3, 3, 2, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+    const struct tpass po[] = {{0, 0, 4, toks, ref_ok}};
+    write_dump(tu_path(tu_tmp, "nf_ref_ok.h5"), V, po, 1, NULL, NULL);
+    assert_int_equal(compare_files("nf_test.h5", "nf_ref_ok.h5", 2, -1, &res), DV_OK);
     const struct dv_logits_row *w = res->rows;
     assert_int_equal(w[0].status, DV_LOGITS_ROW_OK);
     assert_true(w[0].kl == 0.0);
@@ -329,19 +351,26 @@ static void test_nonfinite(void **state)
     assert_int_equal(w[1].ref_top[0].id, 0); /* the reference's list stays */
     assert_int_equal(w[2].status, DV_LOGITS_ROW_TEST_NONFINITE);
     assert_int_equal(w[2].n_posinf, 1);
-    assert_int_equal(w[3].status, DV_LOGITS_ROW_REF_NONFINITE);
-    assert_true(isnan(w[3].kl));
-    /* the summary: KL over the one finite position (0); two flips out of
-     * three judged positions; the ref NaN is counted, not judged */
+    assert_int_equal(w[3].status, DV_LOGITS_ROW_OK); /* 0 0 0 1 against 1 0 0 0 */
+    assert_false(w[3].same_top1);
+    /* the summary: KL over the finite positions (0 and 3); three flips
+     * out of four judged positions */
     const struct dv_logits_summary *S = &res->sum;
-    assert_int_equal(S->n_finite, 1);
+    assert_int_equal(S->n_finite, 2);
     assert_int_equal(S->n_test_nonfinite, 2);
-    assert_int_equal(S->n_ref_nonfinite, 1);
-    assert_int_equal(S->n_judged, 3);
-    assert_int_equal(S->n_flipped, 2);
-    assert_true(S->kl_mean == 0.0 && S->kl_max == 0.0);
-    assert_close(S->same_top1_frac, 1.0 / 3);
+    assert_int_equal(S->n_ref_nonfinite, 0);
+    assert_int_equal(S->n_judged, 4);
+    assert_int_equal(S->n_flipped, 3);
+    assert_true(S->kl_max > 0 && w[0].kl == 0.0);
+    assert_close(S->same_top1_frac, 1.0 / 4);
     dv_logits_free(res);
+
+    /* a position whose reference logits are NaN, position by position */
+    struct dv_logit_prob r3[2], t3[2];
+    struct dv_logits_row row3;
+    dv_logits_position(ref + 3 * V, test + 3 * V, V, 2, r3, t3, &row3);
+    assert_int_equal(row3.status, DV_LOGITS_ROW_REF_NONFINITE);
+    assert_true(isnan(row3.kl));
 
     /* every test logit -inf: not finite either */
     struct dv_logit_prob rt[2], tt[2];

@@ -77,6 +77,14 @@ static void assert_same(const struct dv_metrics *x, const struct dv_metrics *y, 
     assert_int_equal(x->bad_test_first, y->bad_test_first);
     assert_int_equal(x->bad_ref, y->bad_ref);
     assert_int_equal(x->bad_ref_first, y->bad_ref_first);
+    assert_int_equal(x->posinf_ref, y->posinf_ref);
+    assert_int_equal(x->posinf_ref_first, y->posinf_ref_first);
+    assert_int_equal(x->neginf_ref, y->neginf_ref);
+    assert_int_equal(x->neginf_ref_first, y->neginf_ref_first);
+    assert_int_equal(x->mismatch, y->mismatch);
+    assert_int_equal(x->mismatch_first, y->mismatch_first);
+    assert_dbl_eq(x->mismatch_test, y->mismatch_test);
+    assert_dbl_eq(x->mismatch_ref, y->mismatch_ref);
 }
 
 static size_t elem_size(enum dv_metric_elem t)
@@ -124,6 +132,8 @@ static void assert_all_finite(const struct dv_metrics *m)
     assert_int_equal(m->inf_ref_first, -1);
     assert_int_equal(m->bad_test_first, -1);
     assert_int_equal(m->bad_ref_first, -1);
+    assert_int_equal(m->mismatch + m->posinf_ref + m->neginf_ref, 0);
+    assert_int_equal(m->mismatch_first, -1);
 }
 
 /* ---- hand-worked cases ---- */
@@ -333,7 +343,8 @@ static void test_nan_ref_only(void **state)
     assert_int_equal(m.max_abs_at, 1);
 }
 
-/* NaN facing NaN (any sign) is isclose(equal_nan=True): matched. */
+/* NaN facing NaN (any sign) is isclose(equal_nan=True), so no violation,
+ * but never a match: a non-finite mismatch of the reference's (bad_ref). */
 static void test_nan_both(void **state)
 {
     const float a[] = {NAN, 1, -NAN}, b[] = {NAN, 1, NAN};
@@ -342,9 +353,11 @@ static void test_nan_both(void **state)
     assert_int_equal(m.nan_ref, 2);
     assert_int_equal(m.nan_test_first, 0);
     assert_int_equal(m.nan_ref_first, 0);
-    assert_int_equal(m.bad_test + m.bad_ref, 0);
-    assert_int_equal(m.bad_test_first, -1);
-    assert_int_equal(m.bad_ref_first, -1);
+    assert_int_equal(m.bad_test, 0);
+    assert_int_equal(m.bad_ref, 2);
+    assert_int_equal(m.bad_ref_first, 0);
+    assert_int_equal(m.mismatch, 2);
+    assert_int_equal(m.mismatch_first, 0);
     assert_int_equal(m.viol, 0);
     assert_int_equal(m.viol_first, -1);
     assert_int_equal(m.n_used, 1);
@@ -360,7 +373,11 @@ static void test_neg_inf_both(void **state)
     assert_int_equal(m.inf_ref, 2);
     assert_int_equal(m.inf_test_first, 0);
     assert_int_equal(m.inf_ref_first, 0);
-    assert_int_equal(m.bad_test + m.bad_ref, 0);
+    assert_int_equal(m.bad_test + m.bad_ref + m.mismatch, 0);
+    assert_int_equal(m.mismatch_first, -1);
+    assert_int_equal(m.neginf_ref, 2);
+    assert_int_equal(m.neginf_ref_first, 0);
+    assert_int_equal(m.posinf_ref, 0);
     assert_int_equal(m.viol, 0); /* 0.25 <= 0.25 + 0.125 * 0.25 */
     assert_int_equal(m.n_used, 1);
     assert_dbl_eq(m.sum_d2, 0.0625);
@@ -400,6 +417,73 @@ static void test_inf_vs_finite(void **state)
     assert_int_equal(m.viol_first, 1);
     assert_int_equal(m.n_used, 1);
     assert_dbl_eq(m.sum_d2, 0);
+}
+
+/* Every combination of finite (1.5), NaN, +Inf and -Inf on either side
+ * (metrics.h): only finite/finite (used) and the same infinity on both
+ * sides are not mismatches; a NaN never matches, not even a NaN. Each
+ * pair is measured alone (after a finite pair, so that one is used) and
+ * all sixteen together. */
+static void test_nonfinite_table(void **state)
+{
+    const float F = 1.5f, N = NAN, P = INFINITY, M = -INFINITY;
+    static const struct {
+        float a, b;                 /* test, reference */
+        int mis, bad_test, bad_ref, viol;
+    } c[] = {
+        {F, F, 0, 0, 0, 0}, {F, N, 1, 0, 1, 1}, {F, P, 1, 0, 1, 1}, {F, M, 1, 0, 1, 1},
+        {N, F, 1, 1, 0, 1}, {N, N, 1, 0, 1, 0}, {N, P, 1, 0, 1, 1}, {N, M, 1, 0, 1, 1},
+        {P, F, 1, 1, 0, 1}, {P, N, 1, 0, 1, 1}, {P, P, 0, 0, 0, 0}, {P, M, 1, 0, 1, 1},
+        {M, F, 1, 1, 0, 1}, {M, N, 1, 0, 1, 1}, {M, P, 1, 0, 1, 1}, {M, M, 0, 0, 0, 0},
+    };
+    enum { NC = sizeof c / sizeof c[0] };
+    float a[NC + 1], b[NC + 1];
+    a[0] = b[0] = 1;
+#define CASE_EQ(x, y)                                                                   \
+    do {                                                                                \
+        long long x_ = (x), y_ = (y);                                                   \
+        if (x_ != y_)                                                                   \
+            fail_msg("case %d (test %g, ref %g): %s = %lld, expected %lld", i, c[i].a,  \
+                     c[i].b, #x, x_, y_);                                               \
+    } while (0)
+    for (int i = 0; i < NC; i++) {
+        const float pa[2] = {1, c[i].a}, pb[2] = {1, c[i].b};
+        struct dv_metrics m = measure_f32(pa, pb, 2, &OPTS);
+        CASE_EQ(m.mismatch, c[i].mis);
+        CASE_EQ(m.mismatch_first, c[i].mis ? 1 : -1);
+        CASE_EQ(m.bad_test, c[i].bad_test);
+        CASE_EQ(m.bad_ref, c[i].bad_ref);
+        CASE_EQ(m.viol, c[i].viol);
+        CASE_EQ(m.n_used, 1 + (c[i].a == F && c[i].b == F));
+        CASE_EQ(m.posinf_ref, c[i].b == P);
+        CASE_EQ(m.neginf_ref, c[i].b == M);
+        CASE_EQ(m.nan_ref, isnan(c[i].b));
+        if (c[i].mis) {
+            assert_dbl_eq(m.mismatch_test, c[i].a);
+            assert_dbl_eq(m.mismatch_ref, c[i].b);
+        }
+        a[i + 1] = c[i].a, b[i + 1] = c[i].b;
+    }
+#undef CASE_EQ
+    /* all at once, through the block loop (and the vector loop with AVX2) */
+    struct dv_metrics m;
+    dv_metrics_init(&m);
+    dv_metrics_add(&m, a, F32, b, F32, NC + 1, 0, &OPTS);
+    assert_int_equal(m.mismatch, 13);
+    assert_int_equal(m.bad_test, 3);
+    assert_int_equal(m.bad_ref, 10);
+    assert_int_equal(m.mismatch, m.bad_test + m.bad_ref);
+    assert_int_equal(m.mismatch_first, 2);  /* F vs NaN */
+    assert_dbl_eq(m.mismatch_test, 1.5);
+    assert_true(isnan(m.mismatch_ref));
+    assert_int_equal(m.bad_test_first, 5);  /* NaN vs F */
+    assert_int_equal(m.bad_ref_first, 2);
+    assert_int_equal(m.posinf_ref, 4);
+    assert_int_equal(m.posinf_ref_first, 3);
+    assert_int_equal(m.neginf_ref, 4);
+    assert_int_equal(m.neginf_ref_first, 4);
+    assert_int_equal(m.nan_ref, 4);
+    assert_int_equal(m.n_used, 2);
 }
 
 /* numpy.isclose(a, b, rtol=0.125, atol=0.5, equal_nan=True), that is
@@ -539,7 +623,7 @@ static void rand_fill(struct rand_data *r)
     for (int i = 2500; i < 2600; i++)          /* a mask across blocks */
         r->ref[i] = r->test_f[i] = (float)(r->test_d[i] = -INFINITY);
     r->ref[5003] = INFINITY;                   /* bad ref */
-    r->ref[9998] = r->test_f[9998] = NAN;      /* matched */
+    r->ref[9998] = r->test_f[9998] = NAN;      /* isclose, but a mismatch */
     r->test_d[9998] = NAN;
 }
 
@@ -555,9 +639,14 @@ static void naive(const double *a, const float *af, const float *b, int64_t n,
         if (isnan(y) && m->nan_ref++ == 0) m->nan_ref_first = i;
         if (isinf(x) && m->inf_test++ == 0) m->inf_test_first = i;
         if (isinf(y) && m->inf_ref++ == 0) m->inf_ref_first = i;
+        if (y == INFINITY && m->posinf_ref++ == 0) m->posinf_ref_first = i;
+        if (y == -INFINITY && m->neginf_ref++ == 0) m->neginf_ref_first = i;
         if (!isfinite(x) || !isfinite(y)) {
-            bool match = (isnan(x) && isnan(y)) || (isinf(x) && x == y);
-            if (!match && m->viol++ == 0) m->viol_first = i;
+            bool close = (isnan(x) && isnan(y)) || (isinf(x) && x == y);
+            bool match = isinf(x) && x == y;
+            if (!close && m->viol++ == 0) m->viol_first = i;
+            if (!match && m->mismatch++ == 0)
+                m->mismatch_first = i, m->mismatch_test = x, m->mismatch_ref = y;
             if (!isfinite(x) && isfinite(y) && m->bad_test++ == 0) m->bad_test_first = i;
             if (!isfinite(y) && !match && m->bad_ref++ == 0) m->bad_ref_first = i;
             continue;
@@ -745,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_neg_inf_both),
         cmocka_unit_test(test_inf_mismatch),
         cmocka_unit_test(test_inf_vs_finite),
+        cmocka_unit_test(test_nonfinite_table),
         cmocka_unit_test(test_viol_isclose),
         cmocka_unit_test(test_positions),
         cmocka_unit_test(test_empty),

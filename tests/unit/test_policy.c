@@ -70,7 +70,6 @@ static void assert_builtin(const struct dv_tolerance *t)
     assert_true(t->metric.rel_eps == 1e-6);
     assert_true(t->oracle_m == 2);
     assert_true(t->oracle_floor == ldexp(1, -20));
-    assert_int_equal(t->nonfinite, DV_NONFINITE_TEST);
     assert_false(t->ignore);
 }
 
@@ -101,10 +100,8 @@ static void test_builtin(void **state)
     assert_string_equal(dv_policy_source(p), "t.json");
     dv_policy_free(p);
 
-    assert_string_equal(dv_nonfinite_rule_name(DV_NONFINITE_TEST), "test");
-    assert_string_equal(dv_nonfinite_rule_name(DV_NONFINITE_ANY), "any");
-    assert_string_equal(dv_nonfinite_rule_name(DV_NONFINITE_COUNT), "?");
-    assert_string_equal(dv_nonfinite_rule_name(-1), "?");
+    /* the obsolete key is gone from the built-in text */
+    assert_null(strstr(j, "nonfinite"));
 }
 
 /* fixtures/policies/builtin.json is the built-in text, byte for byte (the
@@ -160,7 +157,6 @@ static void test_default_and_globs(void **state)
     assert_true(t.max_abs == 5);
     assert_true(t.oracle_m == 3);
     assert_true(isinf(t.ulp));
-    assert_int_equal(t.nonfinite, DV_NONFINITE_TEST);
     assert_true(t.cos == 0.99);
 
     /* both: the later entry wins for nmse, the earlier keeps max_abs */
@@ -169,7 +165,6 @@ static void test_default_and_globs(void **state)
     assert_true(t.max_abs == 5);
     assert_true(t.oracle_m == 3);
     assert_true(t.ulp == 64);
-    assert_int_equal(t.nonfinite, DV_NONFINITE_ANY);
     assert_true(t.metric.atol == 0);
     assert_false(t.ignore);
 
@@ -223,13 +218,22 @@ static void test_null_limits(void **state)
     assert_true(t.cos == -INFINITY);
     dv_policy_free(p);
 
-    /* integers and reals alike; escaped key names are the same keys */
+    /* integers and reals alike; escaped key names are the same keys; the
+     * obsolete "nonfinite" of older files is accepted and changes nothing */
     p = parse_ok("{\"default\": {\"oracle_m\": 3, \"rel_eps\": 1, \"n\\u006dse\": 5e-1,"
                  " \"ignore\": true, \"nonfinite\": \"any\"}}");
     t = lookup(p, "z", NULL);
     assert_true(t.oracle_m == 3 && t.metric.rel_eps == 1 && t.nmse == 0.5);
     assert_true(t.ignore);
-    assert_int_equal(t.nonfinite, DV_NONFINITE_ANY);
+    struct dv_policy *q = parse_ok("{\"default\": {\"oracle_m\": 3, \"rel_eps\": 1,"
+                                   " \"nmse\": 0.5, \"ignore\": true, \"nonfinite\": \"test\"}}");
+    struct dv_tolerance u = lookup(q, "z", NULL);
+    assert_true(t.nmse == u.nmse && t.max_abs == u.max_abs && t.max_rel == u.max_rel);
+    assert_true(t.ulp == u.ulp && t.violations == u.violations && t.cos == u.cos);
+    assert_true(t.metric.atol == u.metric.atol && t.metric.rtol == u.metric.rtol);
+    assert_true(t.metric.rel_eps == u.metric.rel_eps && t.oracle_m == u.oracle_m);
+    assert_true(t.oracle_floor == u.oracle_floor && t.ignore == u.ignore);
+    dv_policy_free(q);
     dv_policy_free(p);
 }
 
@@ -425,7 +429,6 @@ static void test_examples(void **state)
     assert_true(t.violations == 0.001 && t.nmse == 1e-6);
     t = lookup(p, "logits", "matmul");
     assert_true(t.violations == 0.001);
-    assert_int_equal(t.nonfinite, DV_NONFINITE_ANY);
     t = lookup(p, "blk.0.attn_in", "get_rows");
     assert_true(t.ignore);
     t = lookup(p, "blk.1.attn_in", "view");
