@@ -289,6 +289,13 @@ struct attr_walk {
     dv_status s;
 };
 
+static struct dv_reader_attr *find_attr(struct dv_reader *r, const char *key)
+{
+    for (int i = 0; i < r->n_attrs; i++)
+        if (!strcmp(r->attrs[i].key, key)) return &r->attrs[i];
+    return NULL;
+}
+
 static herr_t root_attr_cb(hid_t loc, const char *name, const H5A_info_t *info,
                            void *data)
 {
@@ -299,6 +306,14 @@ static herr_t root_attr_cb(hid_t loc, const char *name, const H5A_info_t *info,
     if (!dv_schema_key_ok(name)) {
         w->s = bad(w->c, "root attribute name %s is not 1..63 bytes of "
                    "[A-Za-z0-9_.-]", shown(name, nb));
+        return -1;
+    }
+    /* HDF5 does not check that names are unique when it reads: a corrupt
+     * name can repeat another, and opening by name would then read the
+     * first twice and the renamed one never (found by tests/fuzz/fuzz_dump,
+     * regress/dump/root-attr-twice.h5) */
+    if (find_attr(r, name)) {
+        w->s = bad(w->c, "root attribute %s appears twice", shown(name, nb));
         return -1;
     }
     if (r->n_attrs == w->cap) {
@@ -359,13 +374,6 @@ static dv_status check_schema(const struct ctx *c, hid_t file)
                    (long long)v.i, DV_DUMP_SCHEMA_VERSION);
     if (v.i < 1) return bad(c, "schema version %lld is not valid", (long long)v.i);
     return DV_OK;
-}
-
-static struct dv_reader_attr *find_attr(struct dv_reader *r, const char *key)
-{
-    for (int i = 0; i < r->n_attrs; i++)
-        if (!strcmp(r->attrs[i].key, key)) return &r->attrs[i];
-    return NULL;
 }
 
 /* Every schema attribute of the right kind, then r->cfg from them. */

@@ -3,19 +3,20 @@
 # replay every regression input once, then fuzz a copy of the seed corpus
 # for a bounded time. Fails on any crash, leak, timeout, out-of-memory or
 # sanitizer report; the input that did it is kept in ARTIFACTS.
-# Usage: run.sh HARNESS NAME CORPUS_DIR REGRESS_DIR SECONDS ARTIFACTS_DIR
+# Usage: run.sh HARNESS NAME CORPUS_DIR REGRESS_DIR SECONDS ARTIFACTS_DIR [TIMEOUT]
 set -uo pipefail
-bin=$1 name=$2 corpus=$3 regress=$4 seconds=$5 artifacts=$6
+bin=$1 name=$2 corpus=$3 regress=$4 seconds=$5 artifacts=$6 timeout=${7:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/dv-fuzz-$name.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus" "$artifacts"
 # the committed corpus stays as it is: libFuzzer adds to its first directory
 [ -d "$corpus" ] && cp -r "$corpus/." "$work/corpus/"
-# -timeout: a single input taking 10 s is a hang; -rss_limit_mb also caps
-# one malloc (-malloc_limit_mb defaults to it): 2 GiB from a small file is
-# a missing size check
-opts=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "-artifact_prefix=$work/")
+# -timeout: a single input taking longer (10 s; meson.build says which
+# harness needs more) is a hang; -rss_limit_mb also caps one malloc
+# (-malloc_limit_mb defaults to it): 2 GiB from a small file is a missing
+# size check
+opts=(-timeout="$timeout" -rss_limit_mb=2048 -print_final_stats=1 "-artifact_prefix=$work/")
 [ -f "$here/$name.dict" ] && opts+=("-dict=$here/$name.dict")
 
 fail() {
