@@ -150,6 +150,16 @@ dv_status dv_gguf_get_arr(const struct dv_gguf *g, const char *key, int elem,
 /* True when s equals the C string c. */
 bool dv_gguf_str_eq(struct dv_gguf_str s, const char *c);
 
+/* Bytes of a file's string shown in a message before it is cut with "...",
+ * and the room dv_gguf_str_show() needs (each byte as \xNN at worst). */
+#define DV_GGUF_SHOW_MAX 48
+#define DV_GGUF_SHOW_BUF (DV_GGUF_SHOW_MAX * 4 + 8)
+
+/* s as it may appear in a one-line message: printable ASCII as is, other
+ * bytes (newlines, NULs, UTF-8) as \xNN, cut after DV_GGUF_SHOW_MAX bytes
+ * with "...". Writes buf (DV_GGUF_SHOW_BUF bytes) and returns it. */
+const char *dv_gguf_str_show(char *buf, struct dv_gguf_str s);
+
 /* ---- writer ---------------------------------------------------------- */
 
 struct dv_gguf_writer;

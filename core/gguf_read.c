@@ -23,10 +23,10 @@
 
 #include "error.h"
 
-/* Bytes of a name shown in a message before it is cut with "...". */
-#define SHOW_MAX 48
-/* Room for SHOW_MAX bytes escaped as \xNN, then "..." and a NUL. */
-#define SHOW_BUF (SHOW_MAX * 4 + 8)
+/* Bytes of a name shown in a message before it is cut with "...", and
+ * room for them escaped as \xNN, then "..." and a NUL (gguf.h). */
+#define SHOW_MAX DV_GGUF_SHOW_MAX
+#define SHOW_BUF DV_GGUF_SHOW_BUF
 
 /* Smallest encodings, used to reject absurd counts before allocating:
  * a key/value is a string length, a value type and at least one byte; a
@@ -110,6 +110,11 @@ static const char *show(char *buf, const void *p, uint64_t len)
 static const char *show_str(char *buf, struct dv_gguf_str s)
 {
     return show(buf, s.ptr, s.len);
+}
+
+const char *dv_gguf_str_show(char *buf, struct dv_gguf_str s)
+{
+    return show_str(buf, s);
 }
 
 /* Record what is being read next (e.g. "key 3 'a.b' value"). */

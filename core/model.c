@@ -65,10 +65,13 @@ static dv_status read_arch(const struct dv_gguf *g, struct dv_config *c)
             return DV_OK;
         }
     }
+    /* shown escaped: the name is the file's, newlines and all (found by
+     * tests/fuzz/fuzz_gguf, regress/gguf/arch-newline.gguf) */
+    char shown[DV_GGUF_SHOW_BUF];
     return dv_fail(DV_E_INPUT,
-                   "%s: architecture '%.*s' is not supported (diverge runs "
+                   "%s: architecture '%s' is not supported (diverge runs "
                    "llama-family models: llama)",
-                   g->path, (int)(a.len > 40 ? 40 : a.len), a.ptr);
+                   g->path, dv_gguf_str_show(shown, a));
 }
 
 /* Limits: generous for real models, small enough that products of two of

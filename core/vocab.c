@@ -263,11 +263,12 @@ static dv_status check_model(const struct dv_gguf *g)
     struct dv_gguf_str m;
     dv_status s = dv_gguf_get_str(g, "tokenizer.ggml.model", &m, true);
     if (s) return s;
+    char shown[DV_GGUF_SHOW_BUF]; /* the file's bytes: escaped, one line */
     if (!dv_gguf_str_eq(m, "llama"))
         return dv_fail(DV_E_INPUT,
-                       "%s: tokenizer.ggml.model is '%.*s', only 'llama' "
+                       "%s: tokenizer.ggml.model is '%s', only 'llama' "
                        "(SentencePiece) is supported",
-                       g->path, (int)(m.len > 64 ? 64 : m.len), m.ptr);
+                       g->path, dv_gguf_str_show(shown, m));
     return DV_OK;
 }
 

@@ -108,6 +108,9 @@ static void test_bad_configs(void **state)
     expect_error(&(struct variant){.skip_key = "llama.block_count"}, "llama.block_count");
     expect_error(&(struct variant){.skip_key = "general.architecture"}, "general.architecture");
     expect_error(&(struct variant){.arch = "gpt2"}, "gpt2");
+    /* the file's name for it, escaped: the message stays one line */
+    expect_error(&(struct variant){.arch = "ll\nama"}, "architecture 'll\\x0aama' is not");
+    assert_null(strchr(dv_errmsg(), '\n'));
     expect_error(&(struct variant){.n_head = 3, .d = 32}, "head_count");     /* 32 % 3 */
     expect_error(&(struct variant){.n_head = 4, .n_head_kv = 3}, "head_count_kv");
     expect_error(&(struct variant){.n_rot = 18}, "rope.dimension_count");   /* > hd 16 */

@@ -623,6 +623,7 @@ static void test_file_bad(void **state)
         {{.n_types = FILE_N, .types_as_f32 = true}, "token_type"},
         {{.bos = FILE_N}, "bos_token_id"},
         {{.model = "gpt2"}, "gpt2"},
+        {{.model = "sp\nm\xff"}, "tokenizer.ggml.model is 'sp\\x0am\\xff'"},
         {{.no_model = true}, "tokenizer.ggml.model"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -633,8 +634,8 @@ static void test_file_bad(void **state)
                          DV_E_INPUT);
         assert_null(v);
         const char *msg = dv_errmsg();
-        if (!strstr(msg, path) || !strstr(msg, cases[i].says))
-            fail_msg("case %zu: message '%s' lacks '%s' or '%s'", i, msg,
+        if (!strstr(msg, path) || !strstr(msg, cases[i].says) || strchr(msg, '\n'))
+            fail_msg("case %zu: message '%s' lacks '%s' or '%s', or is not one line", i, msg,
                      path, cases[i].says);
     }
 }
