@@ -50,27 +50,14 @@ dv_status dv_outfile_open(const char *path, struct dv_outfile *o)
         return dv_fail(DV_E_NOMEM, "out of memory");
     }
     if (op.kind == DV_OUTPATH_STREAM) return open_stream(o);
-    char *d = strdup(o->dest), *b = strdup(o->dest);
-    size_t n = strlen(o->dest) + 32;
-    o->tmp = malloc(n);
-    if (!d || !b || !o->tmp) {
-        free(d), free(b);
-        outfile_free(o);
-        return dv_fail(DV_E_NOMEM, "out of memory");
+    int fd;
+    s = dv_outpath_mktemp(&op, path, &o->tmp, &fd);
+    o->f = s ? NULL : fdopen(fd, "w");
+    if (!s && !o->f) {
+        s = dv_fail(DV_E_IO, "%s: cannot write: %s", path, strerror(errno));
+        close(fd), unlink(o->tmp);
     }
-    snprintf(o->tmp, n, "%s/.%s.XXXXXX.part", dirname(d), basename(b));
-    free(d), free(b);
-    int fd = mkstemps(o->tmp, 5);
-    /* mkstemps makes the file 0600; a report gets a replaced file's mode,
-     * else the usual 0666 - umask */
-    if (fd >= 0) fchmod(fd, op.mode);
-    o->f = fd < 0 ? NULL : fdopen(fd, "w");
-    if (!o->f) {
-        int e = errno;
-        if (fd >= 0) close(fd), unlink(o->tmp);
-        /* a directory that is not there is a bad argument, as for dumps */
-        s = dv_fail(e == ENOENT || e == ENOTDIR ? DV_E_USAGE : DV_E_IO,
-                    "%s: cannot write: %s", path, strerror(e));
+    if (s) {
         outfile_free(o);
         return s;
     }

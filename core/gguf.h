@@ -205,7 +205,7 @@ dv_status dv_gguf_writer_add_tensor(struct dv_gguf_writer *w,
  * dv_guard_temp). A library installs no signal handler itself. */
 void dv_gguf_writer_set_guard(struct dv_gguf_writer *w, void (*guard)(const char *tmp));
 
-/* Write the file: to "PATH.tmp.XXXXXX" in the same directory, fsync, then
+/* Write the file: to ".NAME.XXXXXX.part" in the same directory, fsync, then
  * rename over path, so a failure never leaves a partial file under path and
  * never touches an existing one. A symbolic link at path is followed (its
  * target replaced, the link kept); a replaced file keeps its mode

@@ -7,7 +7,7 @@
  * tensor's data straight from the caller's pointer, padded with zeros to the
  * alignment as ggml's gguf writer does (after every tensor, the last one
  * included). The file appears under its name only once complete: it is
- * written to "PATH.tmp.XXXXXX", fsynced and renamed (a symbolic link's
+ * written to ".NAME.XXXXXX.part" beside it, fsynced and renamed (a symbolic link's
  * target is replaced, a replaced file keeps its mode: outpath.h).
  */
 #include "gguf.h"
@@ -468,14 +468,12 @@ static void sync_dir(const char *path)
     free(dir);
 }
 
-/* Fill fd: mode, header and tensors, fsync. Returns the step that failed
- * (errno tells why) or NULL. */
+/* Fill fd (made with the destination's mode, dv_outpath_mktemp): header
+ * and tensors, fsync. Returns the step that failed (errno tells why) or
+ * NULL. */
 static const char *fill_file(const struct dv_gguf_writer *w, int fd,
-                             const struct buf *hdr, mode_t mode)
+                             const struct buf *hdr)
 {
-    /* mkstemp creates 0600; a model file is meant to be shared: a new
-     * file's usual mode, or the mode of the file it replaces */
-    if (fchmod(fd, mode) != 0) return "set the mode of";
     if (!write_body(w, fd, hdr)) return "write";
     if (fsync(fd) != 0) return "fsync";
     return NULL;
@@ -496,24 +494,15 @@ static dv_status commit(const struct dv_gguf_writer *w, const char *path,
         return dv_fail(DV_E_USAGE, "%s: is %s; a GGUF file is written to a regular "
                        "file", path, op.what);
     }
-    size_t len = strlen(op.path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(len);
-    if (!tmp) {
-        dv_outpath_free(&op);
-        return dv_fail(DV_E_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, len, "%s.tmp.XXXXXX", op.path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        /* a directory that is not there is a bad argument, not an I/O failure */
-        s = dv_fail(errno == ENOENT || errno == ENOTDIR ? DV_E_USAGE : DV_E_IO,
-                    "%s: cannot create a temporary file: %s", path, strerror(errno));
-        free(tmp);
+    char *tmp;
+    int fd;
+    s = dv_outpath_mktemp(&op, path, &tmp, &fd);
+    if (s) {
         dv_outpath_free(&op);
         return s;
     }
     if (w->guard) w->guard(tmp);
-    const char *step = fill_file(w, fd, hdr, op.mode);
+    const char *step = fill_file(w, fd, hdr);
     int err = errno;
     if (close(fd) != 0 && !step) {
         step = "close";

@@ -2,9 +2,12 @@
 #include "outpath.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -62,4 +65,31 @@ void dv_outpath_free(struct dv_outpath *o)
 {
     free(o->path);
     o->path = NULL;
+}
+
+dv_status dv_outpath_mktemp(const struct dv_outpath *o, const char *shown, char **tmp,
+                            int *fd)
+{
+    *tmp = NULL, *fd = -1;
+    char *d = strdup(o->path), *b = strdup(o->path);
+    size_t n = strlen(o->path) + sizeof "/..XXXXXX.part";
+    char *t = malloc(n);
+    if (!d || !b || !t) {
+        free(d), free(b), free(t);
+        return dv_fail(DV_E_NOMEM, "out of memory");
+    }
+    const char *dir = dirname(d);
+    snprintf(t, n, "%s/.%s.XXXXXX.part", dir, basename(b));
+    int f = mkostemps(t, 5, O_CLOEXEC);
+    if (f < 0) {
+        int e = errno;
+        dv_status s = dv_fail(e == ENOENT || e == ENOTDIR ? DV_E_USAGE : DV_E_IO,
+                              "%s: cannot create a file in %s: %s", shown, dir, strerror(e));
+        free(d), free(b), free(t);
+        return s;
+    }
+    free(d), free(b);
+    fchmod(f, o->mode); /* mkostemps makes 0600 */
+    *tmp = t, *fd = f;
+    return DV_OK;
 }

@@ -41,6 +41,15 @@ struct dv_outpath {
  * temporary file then reports why. */
 dv_status dv_outpath_resolve(const char *path, struct dv_outpath *o);
 
+/* Create the temporary file every writer renames onto o->path:
+ * "DIR/.BASE.XXXXXX.part" beside it (so the rename stays in one file
+ * system, and a killed writer's leftover is recognisable), opened
+ * O_CLOEXEC with o->mode. *tmp (malloc'd, the caller frees it) and *fd
+ * on success. A directory that is not there: DV_E_USAGE; any other
+ * failure DV_E_IO; both "SHOWN: cannot create a file in DIR: ...". */
+dv_status dv_outpath_mktemp(const struct dv_outpath *o, const char *shown, char **tmp,
+                            int *fd);
+
 /* Frees o->path; harmless on a zeroed or freed struct. */
 void dv_outpath_free(struct dv_outpath *o);
 

@@ -142,33 +142,21 @@ static dv_status make_temp(dv_dump *d)
 {
     char *dir = dir_of(d->dest);
     if (!dir) return dv_fail(DV_E_NOMEM, "out of memory");
-    const char *base = base_of(d->dest);
-    remove_stale(dir, base);
-    size_t cap = strlen(dir) + strlen(base) + 16;
-    d->tmp = malloc(cap);
-    dv_status s = d->tmp ? DV_OK : dv_fail(DV_E_NOMEM, "out of memory");
-    for (int tries = 0; !s; tries++) {
-        snprintf(d->tmp, cap, "%s/.%s.XXXXXX.part", dir, base);
-        d->fd = mkostemps(d->tmp, 5, O_CLOEXEC);
-        if (d->fd < 0) {
-            /* a directory that is not there is a bad argument, not an I/O failure */
-            s = dv_fail(errno == ENOENT || errno == ENOTDIR ? DV_E_USAGE : DV_E_IO,
-                        "%s: cannot create a file in %s: %s", d->path, dir, strerror(errno));
-            break;
-        }
+    remove_stale(dir, base_of(d->dest));
+    free(dir);
+    /* the dump gets a replaced file's mode, else a new file's usual one */
+    const struct dv_outpath op = {.path = d->dest, .mode = d->mode};
+    for (int tries = 0;; tries++) {
+        free(d->tmp);
+        dv_status s = dv_outpath_mktemp(&op, d->path, &d->tmp, &d->fd);
+        if (s) return s;
         struct stat st;
-        if (!flock(d->fd, LOCK_EX | LOCK_NB) && !fstat(d->fd, &st) && st.st_nlink > 0) {
-            /* mkstemps makes 0600; the dump gets a replaced file's mode,
-             * else a new file's usual one */
-            fchmod(d->fd, d->mode);
-            break;
-        }
+        if (!flock(d->fd, LOCK_EX | LOCK_NB) && !fstat(d->fd, &st) && st.st_nlink > 0)
+            return DV_OK;
         close(d->fd);
         d->fd = -1;
-        if (tries == 8) s = dv_fail(DV_E_IO, "%s: cannot hold a temporary file", d->path);
+        if (tries == 8) return dv_fail(DV_E_IO, "%s: cannot hold a temporary file", d->path);
     }
-    free(dir);
-    return s;
 }
 
 /* ---- attributes ---------------------------------------------------------- */

@@ -166,7 +166,7 @@ else
             "$D" fixture small -o "$T/sig/m.gguf" >/dev/null 2>&1
         rc=$?
         ok "fixture, SIG$sig: killed by it (status $rc)" test "$rc" -eq $((128 + $(kill -l "$sig")))
-        ok "fixture, SIG$sig: no temporary file left" test -z "$(find "$T/sig" -name 'm.gguf.tmp.*')"
+        ok "fixture, SIG$sig: no temporary file left" test -z "$(find "$T/sig" -name '.m.gguf.*.part')"
         ok "fixture, SIG$sig: the old file is untouched" test "$(cat "$T/sig/m.gguf")" = old
     done
     strace -o /dev/null -e trace=fsync -e inject=fsync:signal=INT:when=1 \
