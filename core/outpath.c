@@ -72,14 +72,15 @@ dv_status dv_outpath_mktemp(const struct dv_outpath *o, const char *shown, char 
 {
     *tmp = NULL, *fd = -1;
     char *d = strdup(o->path), *b = strdup(o->path);
-    size_t n = strlen(o->path) + sizeof "/..XXXXXX.part";
-    char *t = malloc(n);
-    if (!d || !b || !t) {
-        free(d), free(b), free(t);
+    /* dirname("m.gguf") is ".": the template can be longer than the path */
+    const char *dir = d ? dirname(d) : NULL, *base = b ? basename(b) : NULL;
+    size_t n = dir && base ? strlen(dir) + strlen(base) + sizeof "/..XXXXXX.part" : 0;
+    char *t = n ? malloc(n) : NULL;
+    if (!t) {
+        free(d), free(b);
         return dv_fail(DV_E_NOMEM, "out of memory");
     }
-    const char *dir = dirname(d);
-    snprintf(t, n, "%s/.%s.XXXXXX.part", dir, basename(b));
+    snprintf(t, n, "%s/.%s.XXXXXX.part", dir, base);
     int f = mkostemps(t, 5, O_CLOEXEC);
     if (f < 0) {
         int e = errno;

@@ -175,4 +175,8 @@ else
     ok "import-llama2c, SIGINT: killed by it (status $rc)" test "$rc" -eq 130
     ok "import-llama2c, SIGINT: nothing left" test -z "$(ls -A "$T/sig" | grep -v '^m.gguf$')"
 fi
+# a bare file name: the temporary ".NAME.XXXXXX.part" goes in "." (its
+# template is longer than the path given)
+ok "fixture -o NAME in the working directory" bash -c "cd '$T' && '$D' fixture tiny-f32 -o bare.gguf >/dev/null"
+ok "run --dump NAME in the working directory" bash -c "cd '$T' && '$D' run bare.gguf --tokens 1,2 --dump bare.h5 >/dev/null"
 finish
