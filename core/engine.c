@@ -29,6 +29,23 @@ const char *dv_backend_name(int kind)
     return (kind >= 0 && kind < DV_BACKEND_COUNT) ? backends[kind]->name : "?";
 }
 
+static const char *const act_quant_names[DV_ACTQ_COUNT] = {
+    [DV_ACTQ_NONE] = "none", [DV_ACTQ_AUTO] = "auto", [DV_ACTQ_Q8_0] = "q8_0",
+    [DV_ACTQ_Q8_1] = "q8_1", [DV_ACTQ_Q8_K] = "q8_K", [DV_ACTQ_F16] = "f16",
+};
+
+const char *dv_act_quant_name(int aq)
+{
+    return aq >= 0 && aq < DV_ACTQ_COUNT ? act_quant_names[aq] : "?";
+}
+
+int dv_act_quant_from_name(const char *s)
+{
+    for (int k = 0; k < DV_ACTQ_COUNT; k++)
+        if (!strcmp(act_quant_names[k], s)) return k;
+    return -1;
+}
+
 int dv_backend_from_name(const char *s)
 {
     for (int k = 0; k < DV_BACKEND_COUNT; k++)

@@ -45,7 +45,32 @@ struct dv_engine_opts {
     /* cpu backends inside a split run only: layers below this one run
      * elsewhere, so their weights are not loaded (0: all) */
     int cpu_layer0;
+    /* Declared arithmetic. The cpu backends emulate it (bit-exact to
+     * ggml's row quantizers); an engine backend passes kv_type through. */
+    int act_quant; /* enum dv_act_quant; 0 (none) by default */
+    int kv_type;   /* DV_TYPE_F32 (0, default), DV_TYPE_F16 or DV_TYPE_Q8_0 */
+    /* llama.cpp only: */
+    int flash_attn; /* 0 off (default: the attention core stays visible), 1 on */
+    int n_threads;  /* CPU threads; 0: the backend's default */
 };
+
+/* How activations are rounded inside matmuls, as an engine declares it:
+ * the vector a quantized weight row is multiplied with is first quantized
+ * to this type (llama.cpp's CPU backend: vec_dot_type). AUTO picks per
+ * weight type what llama.cpp's CPU backend does. */
+enum dv_act_quant {
+    DV_ACTQ_NONE, /* exact f32 activations */
+    DV_ACTQ_AUTO, /* per weight type: q8_0, q8_1, q8_K or f16, as ggml-cpu */
+    DV_ACTQ_Q8_0,
+    DV_ACTQ_Q8_1,
+    DV_ACTQ_Q8_K,
+    DV_ACTQ_F16,
+    DV_ACTQ_COUNT
+};
+/* "none", "auto", "q8_0", "q8_1", "q8_K", "f16"; "?" out of range. */
+const char *dv_act_quant_name(int aq);
+/* The mode named s, or -1. */
+int dv_act_quant_from_name(const char *s);
 
 /* What one forward call computes. */
 struct dv_pass {
