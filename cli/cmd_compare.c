@@ -23,14 +23,14 @@
 #include "term.h"
 
 struct compare_opts {
-    const char *test, *ref, *oracle, *policy, *out;
+    const char *test, *ref, *oracle, *exact, *policy, *out;
     bool json, all, print_policy;
 };
 
 static void compare_help(void)
 {
-    printf("usage: diverge compare TEST.h5 REF.h5 [--oracle ORACLE.h5] [--policy P.json]\n"
-           "                       [--format text|json] [--all] [-o FILE]\n"
+    printf("usage: diverge compare TEST.h5 REF.h5 [--oracle ORACLE.h5] [--exact EXACT.h5]\n"
+           "                       [--policy P.json] [--format text|json] [--all] [-o FILE]\n"
            "       diverge compare --print-policy\n\n"
            "Line up two dumps tensor by tensor (pass by pass, in execution order),\n"
            "measure each pair and name the first tensor where the test leaves the\n"
@@ -39,7 +39,12 @@ static void compare_help(void)
            "                  tokens and passes): each tensor's noise floor is the\n"
            "                  reference's own error against it, and a tensor diverges\n"
            "                  when err(test, oracle) > m err(ref, oracle) + floor (m, floor\n"
-           "                  from the policy)\n"
+           "                  from the policy). When the reference emulates an engine's\n"
+           "                  declared arithmetic (--act-quant, --kv-type), so must the\n"
+           "                  oracle\n"
+           "  --exact E.h5    a cpu-f64 dump of the same run that emulates nothing: each\n"
+           "                  tensor also gets err(ref, exact), the declared arithmetic's\n"
+           "                  own share of the gap, next to what is left, err(test, ref)\n"
            "  --policy P      tolerance policy (JSON, diverge-policy(5)); default: the\n"
            "                  built-in one (--print-policy shows it)\n"
            "  --format F      text (default) or json (every tensor, for programs)\n"
@@ -51,7 +56,10 @@ static void compare_help(void)
            "Exit status: 0 agree, 1 diverged (or passes ran other tokens), 2 bad usage\n"
            "or input (also: no tensor in common, an oracle that is not the reference's\n"
            "run in float64, a reference or oracle holding NaN/Inf where a forward pass\n"
-           "has numbers), 3 runtime error. Colours only on a terminal and never with\n"
+           "has numbers), 3 runtime error. A divergence of the size the test's declared\n"
+           "arithmetic gives (its dump declares other act_quant/kv_type than the\n"
+           "reference's) still exits 1; the verdict says so and how to emulate it.\n"
+           "Colours only on a terminal and never with\n"
            "NO_COLOR set.\n");
 }
 
@@ -60,15 +68,17 @@ static int parse_compare_opts(int argc, char **argv, struct compare_opts *o)
 {
     static const struct option opts[] = {
         {"oracle", required_argument, 0, 'O'}, {"policy", required_argument, 0, 'p'},
+        {"exact", required_argument, 0, 'E'},
         {"format", required_argument, 0, 'f'}, {"all", no_argument, 0, 'a'},
         {"print-policy", no_argument, 0, 'P'}, {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *o = (struct compare_opts){0};
     int c;
-    while ((c = getopt_long(argc, argv, "O:p:f:aPo:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "O:E:p:f:aPo:h", opts, NULL)) != -1) {
         switch (c) {
         case 'O': o->oracle = optarg; break;
+        case 'E': o->exact = optarg; break;
         case 'p': o->policy = optarg; break;
         case 'f':
             if (!strcmp(optarg, "json")) o->json = true;
@@ -99,15 +109,17 @@ static int exit_for(const struct dv_cmp_result *c)
     }
 }
 
-static int run_compare(const struct compare_opts *o, struct dv_reader *rd[3],
+static int run_compare(const struct compare_opts *o, struct dv_reader *rd[4],
                        struct dv_policy **policy)
 {
     dv_status s = o->policy ? dv_policy_load(o->policy, policy) : dv_policy_default(policy);
-    const char *paths[3] = {o->test, o->ref, o->oracle};
-    for (int i = 0; i < 3 && !s; i++)
+    const char *paths[4] = {o->test, o->ref, o->oracle, o->exact};
+    for (int i = 0; i < 4 && !s; i++)
         if (paths[i]) s = dv_reader_open_isolated(paths[i], false, &rd[i]);
     struct dv_cmp_result *c = NULL;
     if (!s) s = dv_compare(rd[0], rd[1], rd[2], *policy, &c);
+    if (!s && rd[3]) s = dv_cmp_add_exact(c, rd[1], rd[3], *policy);
+    if (s) dv_cmp_free(c), c = NULL;
     if (s) return dv_report(s);
     if (dv_cmp_verdict(c) == DV_VERDICT_BROKEN) { /* bad input: the line names the file */
         char line[1024];
@@ -145,13 +157,13 @@ int dv_cmd_compare(int argc, char **argv)
         fputs(dv_policy_builtin_json(), stdout);
         return DV_EXIT_OK;
     }
-    const char *inputs[] = {o.test, o.ref, o.oracle, o.policy};
-    dv_status s = dv_outfile_check_inputs(o.out, inputs, 4);
+    const char *inputs[] = {o.test, o.ref, o.oracle, o.exact, o.policy};
+    dv_status s = dv_outfile_check_inputs(o.out, inputs, 5);
     if (s) return dv_report(s);
-    struct dv_reader *rd[3] = {NULL, NULL, NULL};
+    struct dv_reader *rd[4] = {NULL, NULL, NULL, NULL};
     struct dv_policy *policy = NULL;
     rc = run_compare(&o, rd, &policy);
-    for (int i = 0; i < 3; i++) dv_reader_free(rd[i]);
+    for (int i = 0; i < 4; i++) dv_reader_free(rd[i]);
     dv_policy_free(policy);
     return rc;
 }

@@ -93,6 +93,20 @@ static void fill_side(struct dv_cmp_side *s, const struct dv_reader *r)
     copy_str(s->model, sizeof s->model, dv_reader_str(r, "model_path"));
     copy_str(s->model_sha256, sizeof s->model_sha256, dv_reader_str(r, "model_sha256"));
     copy_str(s->inject, sizeof s->inject, dv_reader_str(r, "inject"));
+    copy_str(s->act_quant, sizeof s->act_quant, dv_reader_str(r, "act_quant"));
+    copy_str(s->kv_type, sizeof s->kv_type, dv_reader_str(r, "kv_type"));
+}
+
+/* Whether two dumps both declare their arithmetic and it differs: the
+ * key whose values differ, or NULL. */
+static const char *other_arith(const struct dv_reader *a, const struct dv_reader *b)
+{
+    static const char *const keys[] = {"act_quant", "kv_type"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *va = dv_reader_str(a, keys[i]), *vb = dv_reader_str(b, keys[i]);
+        if (va[0] && vb[0] && strcmp(va, vb)) return keys[i];
+    }
+    return NULL;
 }
 
 /* The status of pass a (test) against pass b (reference). */
@@ -143,8 +157,10 @@ static const char *other_shape(const struct dv_config *a, const struct dv_config
 #define ORACLE_IS "an oracle is a float64 dump of the reference's run: diverge run " \
                   "--backend cpu-f64 with the same model, tokens and --passes"
 
-dv_status dv_cmp_check_oracle(const struct dv_reader *o, const struct dv_reader *test,
-                              const struct dv_reader *ref)
+/* dv_cmp_check_oracle without the arithmetic check: a float64 dump of
+ * ref's run. */
+static dv_status check_float64_run(const struct dv_reader *o, const struct dv_reader *test,
+                                   const struct dv_reader *ref)
 {
     if (test && same_file(o->path, test->path))
         return dv_fail(DV_E_INPUT, "%s: the oracle is the test dump itself; " ORACLE_IS,
@@ -184,6 +200,20 @@ dv_status dv_cmp_check_oracle(const struct dv_reader *o, const struct dv_reader 
     if (!common)
         return dv_fail(DV_E_INPUT, "%s: the oracle has none of the passes of %s", o->path,
                        ref->path);
+    return DV_OK;
+}
+
+dv_status dv_cmp_check_oracle(const struct dv_reader *o, const struct dv_reader *test,
+                              const struct dv_reader *ref)
+{
+    dv_status s = check_float64_run(o, test, ref);
+    if (s) return s;
+    const char *arith = other_arith(o, ref);
+    if (arith)
+        return dv_fail(DV_E_INPUT, "%s: the oracle's %s is %s, the reference's %s: an oracle "
+                       "must round as the reference does (diverge run --backend cpu-f64 with "
+                       "the reference's --act-quant and --kv-type)", o->path, arith,
+                       dv_reader_str(o, arith), dv_reader_str(ref, arith));
     return DV_OK;
 }
 
@@ -780,6 +810,32 @@ static void count_rows(struct dv_cmp_result *c)
     }
 }
 
+/* The relative error a diverged row is judged by. */
+static double row_err(const struct dv_cmp_row *w)
+{
+    return w->has_oracle ? w->err_test : dv_metrics_rel_rms(&w->m);
+}
+
+/* Whether the test's declared arithmetic differs from the reference's and
+ * explains the divergence (compare.h). */
+static void explain(struct dv_cmp_result *c)
+{
+    const struct dv_cmp_side *t = &c->test, *r = &c->ref;
+    c->arith_differs = (t->act_quant[0] && r->act_quant[0] && strcmp(t->act_quant, r->act_quant)) ||
+                       (t->kv_type[0] && r->kv_type[0] && strcmp(t->kv_type, r->kv_type));
+    c->worst_err = 0;
+    bool small = true;
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        if (w->status == DV_ROW_SHAPE) small = false;
+        if (w->status != DV_ROW_DIVERGED) continue;
+        double e = row_err(w);
+        if (w->m.mismatch || !(e <= DV_CMP_DECLARED_BOUND)) small = false;
+        if (e > c->worst_err || isnan(e)) c->worst_err = e;
+    }
+    c->explained = c->arith_differs && (c->n_diverged || c->n_shape) && small;
+}
+
 static dv_status summarise_layers(struct dv_cmp_result *c, int n_layer)
 {
     c->n_layers = n_layer + 1;
@@ -862,6 +918,7 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
     free(x.scratch);
     if (!s) {
         count_rows(c);
+        explain(c);
         s = summarise_layers(c, ref->cfg.n_layer);
     }
     if (s) {
@@ -869,5 +926,38 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
         return s;
     }
     *out = c;
+    return DV_OK;
+}
+
+dv_status dv_cmp_add_exact(struct dv_cmp_result *c, const struct dv_reader *ref,
+                           const struct dv_reader *exact, const struct dv_policy *p)
+{
+    dv_status s = check_float64_run(exact, NULL, ref);
+    if (s) return s;
+    const char *aq = dv_reader_str(exact, "act_quant"), *kv = dv_reader_str(exact, "kv_type");
+    if ((aq[0] && strcmp(aq, "none")) || (kv[0] && strcmp(kv, "f32")))
+        return dv_fail(DV_E_INPUT, "%s: not an exact dump (act_quant %s, kv_type %s): run "
+                       "diverge run --backend cpu-f64 without --act-quant and --kv-type",
+                       exact->path, aq, kv);
+    /* the reference against the exact dump is a comparison of its own */
+    struct dv_cmp_result *d = NULL;
+    if ((s = dv_compare(ref, exact, NULL, p, &d))) return s;
+    for (int i = 0; i < c->n_rows; i++) {
+        struct dv_cmp_row *w = &c->rows[i];
+        if (w->status != DV_ROW_OK && w->status != DV_ROW_DIVERGED) continue;
+        int64_t index = c->passes[w->pass].index;
+        for (int j = 0; j < d->n_rows; j++) {
+            const struct dv_cmp_row *v = &d->rows[j];
+            if (d->passes[v->pass].index != index || strcmp(v->name, w->name)) continue;
+            if (v->status == DV_ROW_OK || v->status == DV_ROW_DIVERGED) {
+                w->has_declared = true;
+                w->err_declared = dv_metrics_rel_rms(&v->m);
+            }
+            break;
+        }
+    }
+    dv_cmp_free(d);
+    fill_side(&c->exact, exact);
+    c->has_exact = true;
     return DV_OK;
 }

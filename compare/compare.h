@@ -121,6 +121,9 @@ struct dv_cmp_row {
     double err_test, err_ref;  /* rel_rms against the oracle */
     double limit;              /* oracle_m * err_ref + oracle_floor */
     double ratio;              /* > 1: diverges (see above) */
+    bool has_declared;         /* dv_cmp_add_exact found the row */
+    double err_declared;       /* rel_rms(ref, exact): the declared
+                                  arithmetic's own share of the gap */
     char why[160];             /* DIVERGED: the failed check, e.g.
                                   "nmse 3.1e-04 > 1e-06"; BROKEN: what */
     struct dv_cmp_where max_at;   /* of max |a-b| (valid when m.n_used) */
@@ -146,14 +149,25 @@ struct dv_cmp_layer {
     double growth_ratio;       /* the largest ratio of blk.L.out's rows */
 };
 
+/* One dump of a comparison. act_quant and kv_type are its declared
+ * arithmetic (the attributes of the same names, diverge-dump(5)): how the
+ * engine rounds activations inside matmuls and stores the KV cache; ""
+ * when the dump does not say. */
 struct dv_cmp_side {
     char path[4096];
     char backend[64], device[256], model[4096], model_sha256[72], inject[64];
+    char act_quant[32], kv_type[16];
 };
 
 struct dv_cmp_result {
-    struct dv_cmp_side test, ref, oracle;
-    bool has_oracle;
+    struct dv_cmp_side test, ref, oracle, exact;
+    bool has_oracle, has_exact;
+    /* The test declares other arithmetic than the reference emulates
+     * (both dumps say, and they differ). With a divergence the size that
+     * arithmetic gives (every diverged row within DV_CMP_DECLARED_BOUND),
+     * `explained` is set and the verdict says so. */
+    bool arith_differs, explained;
+    double worst_err;          /* the largest rel error of a diverged row */
     char policy[4096];         /* dv_policy_source() */
     int n_passes;
     struct dv_cmp_pass *passes;
@@ -194,12 +208,33 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
                      struct dv_cmp_result **out);
 void dv_cmp_free(struct dv_cmp_result *c);
 
+/* The largest relative rms error (err vs the oracle, or sqrt(nmse) vs
+ * the reference under fixed limits) that declared arithmetic explains
+ * when the reference does not emulate it. Measured: llama.cpp's CPU
+ * backend (8-bit activations, f16 KV cache) against the exact f64 logits
+ * of llama.cpp-written files gives 0.011 (q8_0) to 0.017 (q4_k_m) on
+ * logits, and at most 0.03 on any tensor of diverge's fixtures
+ * (kq_softmax of the f16 cache); 0.05 leaves room for deeper models
+ * while a wrong RoPE base, mask or head map gives errors of order 1. */
+#define DV_CMP_DECLARED_BOUND 0.05
+
+/* Attach to c (a comparison against ref) the declared arithmetic's own
+ * error: exact is a float64 dump of ref's run that emulates nothing
+ * (diverge run --backend cpu-f64 without --act-quant/--kv-type); each
+ * compared row gets err_declared = rel_rms(ref, exact). The exact dump is
+ * checked as an oracle is (dv_cmp_check_oracle) and must declare no
+ * rounding. DV_E_INPUT with one line naming the file otherwise. */
+dv_status dv_cmp_add_exact(struct dv_cmp_result *c, const struct dv_reader *ref,
+                           const struct dv_reader *exact, const struct dv_policy *p);
+
 /* Whether `oracle` can be the oracle of a comparison of test against
  * ref: not the test's or the reference's file itself, every tensor stored
  * as float64, the reference's model (model_sha256 when both dumps carry
  * one, and always the same shapes: n_vocab, n_embd, n_layer, heads,
  * head_dim, n_ff), and the reference's run: at least one pass in common,
- * and every pass they share with the same pos0, n_tokens and tokens.
+ * and every pass they share with the same pos0, n_tokens and tokens,
+ * and the reference's declared arithmetic (act_quant, kv_type) when
+ * both say: an oracle that rounds otherwise measures another floor.
  * DV_E_INPUT with one line "ORACLE: what is wrong" otherwise. */
 dv_status dv_cmp_check_oracle(const struct dv_reader *oracle, const struct dv_reader *test,
                               const struct dv_reader *ref);

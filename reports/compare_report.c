@@ -35,6 +35,37 @@ static void row_title(const struct dv_cmp_result *c, const struct dv_cmp_row *w,
              w->name, w->op);
 }
 
+/* "act_quant auto, kv_type f16" of a side, or "undeclared". */
+static void arith_of(const struct dv_cmp_side *s, char *buf, size_t size)
+{
+    if (!s->act_quant[0] && !s->kv_type[0])
+        snprintf(buf, size, "undeclared arithmetic");
+    else
+        snprintf(buf, size, "act_quant %s, kv_type %s", s->act_quant[0] ? s->act_quant : "?",
+                 s->kv_type[0] ? s->kv_type : "?");
+}
+
+/* What the declared arithmetic says about a divergence (compare.h's
+ * `explained`): "" when the test rounds as the reference does. */
+static void declared_why(const struct dv_cmp_result *c, char *buf, size_t size)
+{
+    buf[0] = 0;
+    if (!c->arith_differs) return;
+    char t[96], r[96];
+    arith_of(&c->test, t, sizeof t);
+    arith_of(&c->ref, r, sizeof r);
+    if (c->explained)
+        snprintf(buf, size, "; explained by declared arithmetic: the test declares %s, the "
+                 "reference %s, and every diverged tensor is within the %g that arithmetic "
+                 "gives (worst %.3g): judge the rest against a reference that emulates it "
+                 "(diverge run --backend cpu and cpu-f64 --act-quant %s --kv-type %s)", t, r,
+                 DV_CMP_DECLARED_BOUND, c->worst_err, c->test.act_quant, c->test.kv_type);
+    else
+        snprintf(buf, size, "; the test also declares other arithmetic (%s; the reference "
+                 "%s), but that explains errors up to %g, not %.3g", t, r,
+                 DV_CMP_DECLARED_BOUND, c->worst_err);
+}
+
 void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
 {
     char title[256];
@@ -53,10 +84,12 @@ void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
     }
     case DV_VERDICT_DIVERGED: {
         row_title(c, &c->rows[c->first], title, sizeof title);
-        char shapes[48] = "";
+        char shapes[48] = "", why[640] = "";
         if (c->n_shape) snprintf(shapes, sizeof shapes, ", %lld shapes differ", (long long)c->n_shape);
+        declared_why(c, why, sizeof why);
         snprintf(buf, (size_t)size, "DIVERGED at %s: %lld of %lld compared tensors past the "
-                 "policy%s", title, (long long)c->n_diverged, (long long)c->n_compared, shapes);
+                 "policy%s%s", title, (long long)c->n_diverged, (long long)c->n_compared, shapes,
+                 why);
         break;
     }
     case DV_VERDICT_INCOMPARABLE: {
@@ -76,10 +109,19 @@ void dv_cmp_verdict_line(const struct dv_cmp_result *c, char *buf, int size)
     }
     default: {
         const struct dv_cmp_row *w = &c->rows[c->worst];
+        char declared[256] = "", a[96];
+        double worst = -1;
+        for (int i = 0; i < c->n_rows; i++)
+            if (c->rows[i].has_declared && c->rows[i].err_declared > worst)
+                worst = c->rows[i].err_declared;
+        arith_of(&c->ref, a, sizeof a);
+        if (worst >= 0)
+            snprintf(declared, sizeof declared, "; the declared arithmetic (%s) alone moves "
+                     "tensors up to %.3g from exact", a, worst);
         snprintf(buf, (size_t)size, "agree: %lld tensors within %s (worst %.3g of the "
-                 "limit: pass %lld %s)", (long long)c->n_compared,
+                 "limit: pass %lld %s)%s", (long long)c->n_compared,
                  c->has_oracle ? "the noise floor" : "the policy's limits", w->ratio,
-                 (long long)pass_of(c, w)->index, w->name);
+                 (long long)pass_of(c, w)->index, w->name, declared);
         break;
     }
     }
@@ -92,6 +134,11 @@ static void side_line(FILE *f, const char *label, const struct dv_cmp_side *s)
     fprintf(f, "%-8s %s: %s", label, s->path, s->backend[0] ? s->backend : "?");
     if (s->device[0]) fprintf(f, " on %s", s->device);
     if (s->inject[0]) fprintf(f, ", fault %s", s->inject);
+    if (s->act_quant[0] || s->kv_type[0]) {
+        char a[96];
+        arith_of(s, a, sizeof a);
+        fprintf(f, "; %s", a);
+    }
     fputc('\n', f);
 }
 
@@ -100,6 +147,7 @@ static void header(FILE *f, const struct dv_cmp_result *c)
     side_line(f, "test", &c->test);
     side_line(f, "ref", &c->ref);
     if (c->has_oracle) side_line(f, "oracle", &c->oracle);
+    if (c->has_exact) side_line(f, "exact", &c->exact);
     fprintf(f, "%-8s %s%s\n", "model", c->ref.model[0] ? c->ref.model : "?",
             c->same_model ? " (both dumps)"
                           : c->test.model_sha256[0] && c->ref.model_sha256[0]
@@ -256,6 +304,10 @@ static void row_line(FILE *f, const struct dv_cmp_result *c, const struct dv_cmp
             fprintf(f, " %10.3g %10.3g", w->err_test, w->err_ref);
         else if (c->has_oracle)
             fprintf(f, " %10s %10s", "-", "-");
+        if (w->has_declared)
+            fprintf(f, " %10.3g", w->err_declared);
+        else if (c->has_exact)
+            fprintf(f, " %10s", "-");
         fprintf(f, " %s", where);
     }
     if (w->why[0]) fprintf(f, "  %s", w->why);
@@ -267,8 +319,46 @@ static void all_rows(FILE *f, const struct dv_cmp_result *c, bool color)
     fprintf(f, "\nevery tensor\n%4s %-22s %-9s %-8s %10s %10s %13s %7s %9s", "pass", "tensor",
             "op", "status", "nmse", "max_abs", "cos", "nonfin", "ratio");
     if (c->has_oracle) fprintf(f, " %10s %10s", "err_test", "err_ref");
+    if (c->has_exact) fprintf(f, " %10s", "declared");
     fprintf(f, " max_abs at\n");
     for (int i = 0; i < c->n_rows; i++) row_line(f, c, &c->rows[i], color);
+}
+
+/* The two residuals (compare.h): what the declared arithmetic moves
+ * (err(ref, exact)) and what is left of the test (err(test, ref)), at
+ * their worst and at the logits of the last compared pass. */
+static void declared_table(FILE *f, const struct dv_cmp_result *c)
+{
+    if (!c->has_exact) return;
+    int worst_d = -1, worst_t = -1, logits = -1;
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        if (!w->has_declared) continue;
+        if (worst_d < 0 || w->err_declared > c->rows[worst_d].err_declared) worst_d = i;
+        double e = dv_metrics_rel_rms(&w->m);
+        if (worst_t < 0 || e > dv_metrics_rel_rms(&c->rows[worst_t].m)) worst_t = i;
+        if (!strcmp(w->name, "logits")) logits = i;
+    }
+    if (worst_d < 0) return;
+    char a[96];
+    arith_of(&c->ref, a, sizeof a);
+    fprintf(f, "\ndeclared arithmetic (%s) against exact float64, and the test against it "
+            "(rel rms)\n", a);
+    fprintf(f, "%-28s %-22s %11s\n", "residual", "where", "rel rms");
+    const struct { const char *what; int row; bool declared; } r[] = {
+        {"err(ref, exact)  declared", worst_d, true},
+        {"err(ref, exact)  declared", logits, true},
+        {"err(test, ref)   left", worst_t, false},
+        {"err(test, ref)   left", logits, false},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        if (r[i].row < 0) continue;
+        const struct dv_cmp_row *w = &c->rows[r[i].row];
+        char where[96];
+        snprintf(where, sizeof where, "pass %lld %s", (long long)pass_of(c, w)->index, w->name);
+        fprintf(f, "%-28s %-22s %11.3g\n", r[i].what, where,
+                r[i].declared ? w->err_declared : dv_metrics_rel_rms(&w->m));
+    }
 }
 
 static void first_divergence(FILE *f, const struct dv_cmp_result *c)
@@ -307,8 +397,9 @@ int dv_cmp_report_text(FILE *f, const struct dv_cmp_result *c, bool all, bool co
     layer_table(f, c, color);
     growth_table(f, c);
     if (all) all_rows(f, c, color);
+    declared_table(f, c);
     first_divergence(f, c);
-    char verdict[512];
+    char verdict[1024];
     dv_cmp_verdict_line(c, verdict, sizeof verdict);
     enum dv_verdict v = dv_cmp_verdict(c);
     fprintf(f, "\n%s%s%s\n", v == DV_VERDICT_AGREE ? DV_TERM_GREEN(color) : DV_TERM_RED(color),
@@ -321,9 +412,10 @@ int dv_cmp_report_text(FILE *f, const struct dv_cmp_result *c, bool all, bool co
 
 static json_t *jside(const struct dv_cmp_side *s)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path, "backend", s->backend,
-                     "device", s->device, "model", s->model, "model_sha256", s->model_sha256,
-                     "inject", s->inject);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path, "backend",
+                     s->backend, "device", s->device, "model", s->model, "model_sha256",
+                     s->model_sha256, "inject", s->inject, "act_quant", s->act_quant,
+                     "kv_type", s->kv_type);
 }
 
 static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
@@ -347,6 +439,8 @@ static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)
             ? json_pack("{s:o, s:o, s:o}", "err_test", dv_jnum(w->err_test), "err_ref",
                         dv_jnum(w->err_ref), "limit", dv_jnum(w->limit))
             : json_null());
+        json_object_set_new(o, "err_declared", w->has_declared ? dv_jnum(w->err_declared)
+                                                               : json_null());
     }
     if (w->status != DV_ROW_MISSING && w->status != DV_ROW_EXTRA &&
         w->status != DV_ROW_SKIPPED && w->status != DV_ROW_BROKEN)
@@ -391,7 +485,7 @@ int dv_cmp_report_json(FILE *f, const struct dv_cmp_result *c)
 {
     static const char *const verdicts[] = {"agree", "diverged", "incomparable", "broken"};
     _Static_assert(sizeof verdicts / sizeof verdicts[0] == DV_VERDICT_COUNT, "verdicts");
-    char line[512];
+    char line[1024];
     dv_cmp_verdict_line(c, line, sizeof line);
     json_t *rows = json_array();
     for (int i = 0; i < c->n_rows; i++) json_array_append_new(rows, jrow(c, &c->rows[i]));
@@ -399,6 +493,10 @@ int dv_cmp_report_json(FILE *f, const struct dv_cmp_result *c)
                              "version", 1, "test", jside(&c->test), "ref", jside(&c->ref),
                              "oracle", c->has_oracle ? jside(&c->oracle) : json_null(),
                              "policy", c->policy);
+    json_object_set_new(root, "exact", c->has_exact ? jside(&c->exact) : json_null());
+    json_object_set_new(root, "declared", json_pack("{s:b, s:b, s:o, s:f}", "differs",
+                        c->arith_differs, "explained", c->explained, "worst_err",
+                        dv_jnum(c->worst_err), "bound", DV_CMP_DECLARED_BOUND));
     json_object_set_new(root, "passes", jpasses(c));
     json_object_set_new(root, "tensors", rows);
     json_object_set_new(root, "layers", jlayers(c));

@@ -23,6 +23,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "compare.h"
+#include "compare_report.h"
 #include "diverge.h"
 #include "dump.h"
 #include "engine.h"
@@ -94,6 +95,7 @@ struct change {
     bool f64;
     int shift;
     void (*edit_all)(float *x, const struct dv_reader_tensor *t, void *arg); /* every tensor */
+    const char *act_quant, *kv_type; /* declared arithmetic attributes to set */
 };
 
 static void copy_attrs(const struct dv_reader *r, dv_dump *d)
@@ -141,6 +143,8 @@ static const char *copy_dump(const char *name, const struct change *ch)
     dv_dump *d;
     assert_int_equal(dv_dump_create(out, "copy", ch->f64 ? DV_DUMP_FLOAT64 : 0, &d), DV_OK);
     copy_attrs(r, d);
+    if (ch->act_quant) assert_int_equal(dv_dump_set_str(d, "act_quant", ch->act_quant), DV_OK);
+    if (ch->kv_type) assert_int_equal(dv_dump_set_str(d, "kv_type", ch->kv_type), DV_OK);
     for (int p = 0; p < r->n_passes; p++) {
         const struct dv_reader_pass *ps = &r->passes[p];
         int32_t tk[16];
@@ -230,6 +234,20 @@ static void add_noise(float *x, const struct dv_reader_tensor *t, void *arg)
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 1234);
     for (int64_t i = 0; i < t->n_elems; i++) x[i] += (float)gsl_ran_gaussian(rng, sigma);
+    gsl_rng_free(rng);
+}
+
+/* Multiply every value by 1 + rel g, g Gaussian clamped to [-3, 3] and
+ * seeded: relative noise that keeps the mask's -inf. */
+static void mul_noise(float *x, const struct dv_reader_tensor *t, void *arg)
+{
+    double rel = *(double *)arg;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, 99);
+    for (int64_t i = 0; i < t->n_elems; i++) {
+        double g = gsl_ran_gaussian(rng, 1.0);
+        x[i] *= (float)(1 + rel * (g < -3 ? -3 : g > 3 ? 3 : g));
+    }
     gsl_rng_free(rng);
 }
 
@@ -448,6 +466,102 @@ static void test_oracle_refused(void **state)
     struct dv_cmp_result *c = compare_paths(ref_path, ref_path, copy_dump("f64-copy.h5", &copy));
     assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
     assert_true(c->has_oracle);
+    dv_cmp_free(c);
+}
+
+/* A test that declares 8-bit activations and an f16 cache against a
+ * reference that emulates neither: a gap of rel 1e-2 on every tensor is
+ * the size that arithmetic gives (explained, still diverged); a gap of
+ * 0.2 is not; the same gap with the same declaration is a plain
+ * divergence. */
+static void test_declared_arithmetic(void **state)
+{
+    char ref_decl[4096], test_small[4096], test_big[4096], test_same[4096];
+    struct change r = {.pass = -1, .act_quant = "none", .kv_type = "f32"};
+    snprintf(ref_decl, sizeof ref_decl, "%s", copy_dump("ref-decl.h5", &r));
+    double small = 1e-2, big = 0.2;
+    struct change t = {.pass = -1, .edit_all = mul_noise, .arg = &small, .act_quant = "auto",
+                       .kv_type = "f16"};
+    snprintf(test_small, sizeof test_small, "%s", copy_dump("decl-small.h5", &t));
+    t.arg = &big;
+    snprintf(test_big, sizeof test_big, "%s", copy_dump("decl-big.h5", &t));
+    t.arg = &small, t.act_quant = "none", t.kv_type = "f32";
+    snprintf(test_same, sizeof test_same, "%s", copy_dump("decl-same.h5", &t));
+
+    struct dv_cmp_result *c = compare_paths(test_small, ref_decl, NULL);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    assert_true(c->arith_differs && c->explained);
+    assert_true(c->worst_err > 5e-3 && c->worst_err < 2e-2);
+    char line[1024];
+    dv_cmp_verdict_line(c, line, sizeof line);
+    assert_non_null(strstr(line, "explained by declared arithmetic"));
+    assert_non_null(strstr(line, "--act-quant auto --kv-type f16"));
+    dv_cmp_free(c);
+
+    c = compare_paths(test_big, ref_decl, NULL);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    assert_true(c->arith_differs && !c->explained && c->worst_err > 0.1);
+    dv_cmp_verdict_line(c, line, sizeof line);
+    assert_non_null(strstr(line, "not 0.2"));
+    dv_cmp_free(c);
+
+    c = compare_paths(test_same, ref_decl, NULL);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_DIVERGED);
+    assert_false(c->arith_differs || c->explained);
+    dv_cmp_free(c);
+    /* undeclared on one side (another engine's dump): nothing is claimed */
+    c = compare_paths(test_small, ref_path, NULL);
+    assert_false(c->arith_differs || c->explained);
+    dv_cmp_free(c);
+}
+
+/* The oracle must round as the reference does; --exact must round not
+ * at all, and gives each row err(ref, exact). */
+static void test_oracle_arithmetic_and_exact(void **state)
+{
+    char ref_decl[4096], oracle_decl[4096], oracle_q8[4096];
+    struct change r = {.pass = -1, .act_quant = "q8_0", .kv_type = "f16"};
+    snprintf(ref_decl, sizeof ref_decl, "%s", copy_dump("ref-q8.h5", &r));
+    struct change o = {.pass = -1, .src = oracle_path, .f64 = true, .act_quant = "none",
+                       .kv_type = "f16"};
+    snprintf(oracle_decl, sizeof oracle_decl, "%s", copy_dump("oracle-none.h5", &o));
+    expect_refused(ref_decl, ref_decl, oracle_decl, "the oracle's act_quant is none, the "
+                   "reference's q8_0");
+    o.act_quant = "q8_0";
+    snprintf(oracle_q8, sizeof oracle_q8, "%s", copy_dump("oracle-q8.h5", &o));
+    struct dv_cmp_result *c = compare_paths(ref_path, ref_decl, oracle_q8);
+    assert_int_equal(dv_cmp_verdict(c), DV_VERDICT_AGREE);
+
+    struct dv_reader *ref, *exact;
+    struct dv_policy *p;
+    assert_int_equal(dv_policy_default(&p), DV_OK);
+    assert_int_equal(dv_reader_open(ref_decl, &ref), DV_OK);
+    /* an emulating dump is not exact */
+    assert_int_equal(dv_reader_open(oracle_q8, &exact), DV_OK);
+    assert_int_equal(dv_cmp_add_exact(c, ref, exact, p), DV_E_INPUT);
+    assert_non_null(strstr(dv_errmsg(), "not an exact dump (act_quant q8_0"));
+    dv_reader_free(exact);
+    /* the f64 oracle (no declaration) is: err_declared = rel_rms(ref, oracle),
+     * the reference's f32 rounding here */
+    assert_int_equal(dv_reader_open(oracle_path, &exact), DV_OK);
+    assert_int_equal(dv_cmp_add_exact(c, ref, exact, p), DV_OK);
+    assert_true(c->has_exact);
+    struct dv_cmp_result *d = compare_paths(ref_decl, oracle_path, NULL);
+    assert_int_equal(d->n_rows, c->n_rows);
+    int with = 0;
+    for (int i = 0; i < c->n_rows; i++) {
+        const struct dv_cmp_row *w = &c->rows[i];
+        if (!w->has_declared) continue;
+        with++;
+        assert_string_equal(w->name, d->rows[i].name);
+        assert_true(w->err_declared == dv_metrics_rel_rms(&d->rows[i].m));
+        assert_true(w->err_declared >= 0 && w->err_declared < 1e-5); /* f32 rounding */
+    }
+    assert_int_equal(with, c->n_compared);
+    dv_cmp_free(d);
+    dv_reader_free(exact);
+    dv_reader_free(ref);
+    dv_policy_free(p);
     dv_cmp_free(c);
 }
 
@@ -1100,6 +1214,8 @@ int main(void)
         cmocka_unit_test(test_other_tokens_are_not_compared),
         cmocka_unit_test(test_oracle_refused),
         cmocka_unit_test(test_leaked_mask),
+        cmocka_unit_test(test_declared_arithmetic),
+        cmocka_unit_test(test_oracle_arithmetic_and_exact),
         cmocka_unit_test(test_all_nan),
         cmocka_unit_test(test_where_format),
         cmocka_unit_test(test_judge_identical),
