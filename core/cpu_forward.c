@@ -7,6 +7,12 @@
  * the f64 oracle dequantizes a block of rows at a time into a scratch buffer
  * just before each dgemm, so the oracle costs no resident f64 weights
  * (twice the f32 size) and bisect's peak memory stays near the f32 weights.
+ *
+ * Declared arithmetic (engine opts act_quant, kv_type; arith.h): the f32
+ * reference rounds matmul inputs and cache rows exactly as ggml's x86 CPU
+ * backend does; the f64 oracle evaluates the same formulas in double
+ * (dv_arith_round_f64), so it stays the noise floor of the emulated f32
+ * reference rather than of the exact one.
  */
 #include <cblas.h>
 #include <math.h>
@@ -15,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "cpu_ops.h"
 #include "engine.h"
 #include "error.h"
@@ -36,6 +43,7 @@ static int dv_thread_index(void) { return 0; }
 #define REAL float
 #define SUF f32
 #define GEMM cblas_sgemm
+#define ROUND dv_arith_round_f32
 #define EXP expf
 #define ACT_TYPE DV_TYPE_F32
 #define RESIDENT_WEIGHTS 1
@@ -43,6 +51,7 @@ static int dv_thread_index(void) { return 0; }
 #undef REAL
 #undef SUF
 #undef GEMM
+#undef ROUND
 #undef EXP
 #undef ACT_TYPE
 #undef RESIDENT_WEIGHTS
@@ -50,6 +59,7 @@ static int dv_thread_index(void) { return 0; }
 #define REAL double
 #define SUF f64
 #define GEMM cblas_dgemm
+#define ROUND dv_arith_round_f64
 #define EXP exp
 #define ACT_TYPE DV_TYPE_F64
 #define RESIDENT_WEIGHTS 0

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "arith.h"
 #include "error.h"
 #include "ops.h"
 
@@ -41,8 +43,8 @@ const char *dv_act_quant_name(int aq)
 
 int dv_act_quant_from_name(const char *s)
 {
-    for (int k = 0; k < DV_ACTQ_COUNT; k++)
-        if (!strcmp(act_quant_names[k], s)) return k;
+    for (int k = 0; k < DV_ACTQ_COUNT; k++) /* q8_K and q8_k both */
+        if (!strcasecmp(act_quant_names[k], s)) return k;
     return -1;
 }
 
@@ -67,6 +69,11 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
         opts.n_batch > opts.n_ctx)
         return dv_fail(DV_E_USAGE, "bad context size n_ctx=%d n_batch=%d",
                        opts.n_ctx, opts.n_batch);
+    if (opts.act_quant < 0 || opts.act_quant >= DV_ACTQ_COUNT)
+        return dv_fail(DV_E_USAGE, "unknown activation quantization mode %d", opts.act_quant);
+    if (!dv_arith_kv_ok(opts.kv_type))
+        return dv_fail(DV_E_USAGE, "KV cache type %s (%d): f32, f16 or q8_0",
+                       dv_type_name(opts.kv_type), opts.kv_type);
     if ((opts.inject || opts.gpu_layers) && kind != DV_BACKEND_VULKAN)
         return dv_fail(DV_E_USAGE, "fault injection and a layer split need the vulkan "
                        "backend, not %s", backends[kind]->name);
