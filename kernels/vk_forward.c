@@ -200,10 +200,12 @@ static dv_status vk_open(const struct dv_model *m, const struct dv_engine_opts *
         o->inject_layer < -1 || o->inject_layer >= c->n_layer)
         return dv_fail(DV_E_USAGE, "bad gpu_layers %d or fault %d@%d", o->gpu_layers,
                        o->inject, o->inject_layer);
-    if (o->act_quant != DV_ACTQ_NONE || o->kv_type != DV_TYPE_F32)
-        return dv_fail(DV_E_USAGE, "the Vulkan kernels compute in exact f32 with an f32 KV "
-                       "cache: --act-quant %s and --kv-type %s are for the cpu backends",
-                       dv_act_quant_name(o->act_quant), dv_type_name(o->kv_type));
+    if (o->act_quant != DV_ACTQ_NONE)
+        return dv_fail(DV_E_USAGE, "--act-quant %s is for the cpu backends: the Vulkan "
+                       "kernels compute in exact f32", dv_act_quant_name(o->act_quant));
+    if (o->kv_type != DV_TYPE_F32)
+        return dv_fail(DV_E_USAGE, "--kv-type %s is for the cpu backends: the Vulkan kernels "
+                       "keep an f32 KV cache", dv_type_name(o->kv_type));
     struct vkf *s = calloc(1, sizeof *s);
     if (!s) return dv_fail(DV_E_NOMEM, "out of memory");
     s->m = m, s->c = c, s->n_ctx = o->n_ctx, s->n_batch = o->n_batch;
