@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "error.h"
+#include "types.h"
 
 int dv_exit_code(dv_status s)
 {
@@ -84,6 +86,25 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
     *out = v;
     *n = k;
     return DV_OK;
+}
+
+dv_status dv_parse_act_quant(const char *s, int *out)
+{
+    if ((*out = dv_act_quant_from_name(s)) >= 0) return DV_OK;
+    return dv_fail(DV_E_USAGE, "--act-quant '%s': none, auto, q8_0, q8_1, q8_K or f16", s);
+}
+
+dv_status dv_parse_kv_type(const char *s, int *out)
+{
+    const int t = dv_type_from_name(s);
+    if (t == DV_TYPE_F32 || t == DV_TYPE_F16 || t == DV_TYPE_Q8_0) return *out = t, DV_OK;
+    return dv_fail(DV_E_USAGE, "--kv-type '%s': f32, f16 or q8_0", s);
+}
+
+int dv_default_kv_type(int backend)
+{
+    const int llama_cpp = dv_backend_from_name("llama.cpp"); /* -1 when not built in */
+    return llama_cpp >= 0 && backend == llama_cpp ? DV_TYPE_F16 : DV_TYPE_F32;
 }
 
 enum { GUARD_MAX = 4 };

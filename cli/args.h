@@ -32,6 +32,19 @@ dv_status dv_parse_i64(const char *s, const char *what, int64_t lo, int64_t hi,
 dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
                             int32_t hi, int32_t **out, int *n);
 
+/* --act-quant NAME into *out (enum dv_act_quant, engine.h): none, auto,
+ * q8_0, q8_1, q8_K (also q8_k) or f16. DV_E_USAGE naming them otherwise. */
+dv_status dv_parse_act_quant(const char *s, int *out);
+
+/* --kv-type NAME into *out: DV_TYPE_F32, DV_TYPE_F16 or DV_TYPE_Q8_0 for
+ * f32, f16, q8_0. DV_E_USAGE naming them otherwise. */
+dv_status dv_parse_kv_type(const char *s, int *out);
+
+/* The KV cache type of a backend when --kv-type is not given: the
+ * engine's own default, f16 for "llama.cpp" (llama.cpp's default cache),
+ * f32 for cpu, cpu-f64 and vulkan. */
+int dv_default_kv_type(int backend);
+
 /* While a file is being written under a temporary name: remove `tmp` if
  * SIGINT, SIGTERM or SIGHUP arrives, then die of the signal as usual.
  * Each call adds a path (up to 4); NULL disarms them all. (SIGKILL cannot be caught: the next writer to the same

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "arith.h"
 #include "tokens.h"
 #include "dump.h"
 #include "commands.h"
@@ -24,6 +25,7 @@
 struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
+    int act_quant, kv_type; /* declared arithmetic; kv_type -1: the backend's default */
     bool go_past_bos; /* --no-stop-at-bos */
     const char *dump; /* --dump FILE */
     const char *device, *inject; /* --device, --inject (vulkan) */
@@ -38,7 +40,7 @@ static void run_help(void)
 {
     printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64|vulkan]\n"
            "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
-           "                  [--generate N] [--top-k K]\n"
+           "                  [--generate N] [--top-k K] [--act-quant M] [--kv-type T]\n"
            "                  [--dump OUT.h5 [--select GLOB]... [--layers L] [--dump-passes P]\n"
            "                                 [--compress]]\n"
            "                  [--device D] [--gpu-layers N] [--inject F[@L]] [--validation]\n\n"
@@ -55,6 +57,18 @@ static void run_help(void)
            "                  and at BOS, the story delimiter where llama2.c stops\n"
            "  --no-stop-at-bos  go on past a generated BOS (stop at EOS only)\n"
            "  --top-k K       tokens to list per position (1..100)\n"
+           "  --act-quant M   declared arithmetic of the cpu backends: round every\n"
+           "                  matmul input as an engine does (llama.cpp's CPU backend\n"
+           "                  quantizes it block by block, bit-exact here). none (default,\n"
+           "                  exact f32); auto: per weight type as ggml-cpu (q8_0 for\n"
+           "                  q8_0/q4_0, q8_K for k-quants, f16 for f16, bf16 for bf16,\n"
+           "                  none for f32); q8_0, q8_1, q8_K or f16: that, every matmul\n"
+           "  --kv-type T     KV cache type: f32 (default; llama.cpp's default is f16),\n"
+           "                  f16 or q8_0 (head_dim %% 32 == 0). k_rope and v are dumped\n"
+           "                  unrounded; unless --act-quant is none, q is rounded for\n"
+           "                  the scores as the cache type's product wants (f16 or q8_0)\n"
+           "                  and, with f16, the probabilities for x V (flash attention\n"
+           "                  is not emulated). vulkan takes neither option\n"
            "  --dump OUT.h5   write every named tensor of every pass to OUT.h5 (HDF5,\n"
            "                  schema diverge-dump(5)); written under a temporary name\n"
            "                  and renamed when complete\n"
@@ -88,9 +102,10 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"compress", no_argument, 0, 'z'},      {"device", required_argument, 0, 'V'},
         {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
         {"validation", no_argument, 0, 'C'},    {"no-stop-at-bos", no_argument, 0, 'B'},
+        {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
-    *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5};
+    *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5, .kv_type = -1};
     int c;
     int64_t v;
     bool gpu_opts = false;
@@ -139,6 +154,12 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         case 'I': o->inject = optarg, gpu_opts = true; break;
         case 'C': o->validation = gpu_opts = true; break;
         case 'B': o->go_past_bos = true; break;
+        case 'A':
+            if (dv_parse_act_quant(optarg, &o->act_quant)) return dv_report(DV_E_USAGE);
+            break;
+        case 'K':
+            if (dv_parse_kv_type(optarg, &o->kv_type)) return dv_report(DV_E_USAGE);
+            break;
         case 'h': run_help(); return -1;
         default: return dv_usage_error("run", "bad option");
         }
@@ -153,6 +174,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
                               "need --dump");
     o->filter.select = o->select;
     o->model = argv[optind];
+    if (o->kv_type < 0) o->kv_type = dv_default_kv_type(o->backend);
     return 0;
 }
 
@@ -362,7 +384,7 @@ static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
     dv_guard_temp(dv_dump_temp_path(sink->dump));
     char device[128], driver[256];
     dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
-    return dv_dump_describe(sink->dump, m, device, driver, inject);
+    return dv_dump_describe(sink->dump, m, device, driver, inject, o->act_quant, o->kv_type);
 }
 
 /* Commit the dump when everything before went well, else discard it. */
@@ -403,7 +425,8 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
     struct dv_engine_opts eo = {.n_ctx = n_tok + o->generate, .n_batch = max_pass,
                                 .device = o->device, .validation = o->validation,
                                 .gpu_layers = o->gpu_layers, .inject = inj.fault,
-                                .inject_layer = inj.layer};
+                                .inject_layer = inj.layer, .act_quant = o->act_quant,
+                                .kv_type = o->kv_type};
     if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
     struct dv_dump_sink sink = {.filter = &o->filter};
     struct dv_hook dump_hook = dv_dump_hook(&sink);
@@ -423,6 +446,12 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
                    o->gpu_layers - 1, o->gpu_layers, (long long)c->n_layer - 1);
         if (o->gpu_layers < 0) printf("split    every layer on the cpu reference\n");
         if (inject[0]) printf("inject   %s: %s\n", inject, dv_fault_doc(inj.fault));
+        if (o->act_quant != DV_ACTQ_NONE || o->kv_type != DV_TYPE_F32) {
+            char types[256];
+            dv_arith_describe(m, o->act_quant, types, sizeof types);
+            printf("arith    act-quant %s (%s), kv cache %s\n", dv_act_quant_name(o->act_quant),
+                   types, dv_type_name(o->kv_type));
+        }
         printf("tokens  ");
         for (int i = 0; i < n_tok; i++) printf(" %d", (*toks)[i]);
         printf(" (%d)\n", n_tok);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "arith.h"
 #include "dump.h"
 #include "engine.h"
 #include "error.h"
@@ -128,7 +129,11 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
                            const struct dv_bisect_opts *o, int which, int n_batch,
                            const char *inject, char *desc, size_t dcap)
 {
-    struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = n_batch};
+    /* the test engine declares its own arithmetic; the reference and the
+     * oracle emulate the one given (arith.h) */
+    struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = n_batch,
+                                .act_quant = which == SIDE_TEST ? DV_ACTQ_NONE : o->act_quant,
+                                .kv_type = o->kv_type};
     if (s->kind == DV_BACKEND_VULKAN) {
         eo.device = o->device;
         eo.validation = o->validation;
@@ -149,7 +154,8 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
         unsigned flags = be->act_type == DV_TYPE_F64 ? DV_DUMP_FLOAT64 : 0;
         if ((st = dv_dump_create(s->path, be->name, flags, &s->sink.dump))) return st;
         if (o->guard) o->guard(dv_dump_temp_path(s->sink.dump));
-        st = dv_dump_describe(s->sink.dump, m, device, driver, which == SIDE_TEST ? inject : "");
+        st = dv_dump_describe(s->sink.dump, m, device, driver, which == SIDE_TEST ? inject : "",
+                              eo.act_quant, eo.kv_type);
         if (st) return st;
         static const struct dv_dump_filter all = {0};
         s->sink.filter = &all;
@@ -218,9 +224,11 @@ static void to_f32(float *dst, const void *src, int type, int64_t n)
     for (int64_t i = 0; i < n; i++) dst[i] = (float)d[i];
 }
 
-/* The reference's k_rope and v rows of this pass into the host caches. */
-static void keep_kv(const struct dv_model *m, const struct dv_capture *ref, float *kc,
-                    float *vc, int n_ctx)
+/* The reference's k_rope and v rows of this pass into the host caches,
+ * rounded to the cache type as the reference's own cache holds them (the
+ * emitted tensors are the unrounded values). */
+static void keep_kv(const struct dv_model *m, const struct dv_capture *ref, int kv_type,
+                    float *kc, float *vc, int n_ctx)
 {
     const int64_t kvd = m->cfg.n_head_kv * m->cfg.head_dim;
     for (int64_t il = 0; il < m->cfg.n_layer; il++) {
@@ -229,6 +237,8 @@ static void keep_kv(const struct dv_model *m, const struct dv_capture *ref, floa
         const struct dv_captured *v = &ref->t[il * DV_LT_COUNT + DV_LT_V];
         if (k->data) to_f32(kc + at, k->data, ref->type, k->count);
         if (v->data) to_f32(vc + at, v->data, ref->type, v->count);
+        if (k->data) dv_arith_round_f32(kv_type, kc + at, k->count);
+        if (v->data) dv_arith_round_f32(kv_type, vc + at, v->count);
     }
 }
 
@@ -276,7 +286,7 @@ static dv_status split_probe(struct split_ctx *x, int n, struct dv_split_probe *
     for (int i = 0; i < x->n_pass; i++) max_t = o->sched[i] > max_t ? o->sched[i] : max_t;
     struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = max_t, .device = o->device,
                                 .validation = o->validation, .inject = o->inject.fault,
-                                .inject_layer = o->inject.layer,
+                                .inject_layer = o->inject.layer, .kv_type = o->kv_type,
                                 .gpu_layers = n == 0 ? -1 : n};
     struct dv_engine *e;
     dv_status st = dv_engine_open(x->m, o->test, &eo, &e);
@@ -478,7 +488,7 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         }
         if (!bp->n_tensors)
             return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
-        keep_kv(m, &rs->sd[SIDE_REF].cap, rs->kc, rs->vc, o->n_tokens);
+        keep_kv(m, &rs->sd[SIDE_REF].cap, o->kv_type, rs->kc, rs->vc, o->n_tokens);
         dv_status st = keep_logits(rs, p);
         if (st) return st;
         if (rs->broken.name[0]) { /* nothing after this pass can be judged */

@@ -46,10 +46,14 @@ bool dv_dump_filter_tensor(const struct dv_dump_filter *f, const char *name,
 
 /* Root attributes for a run of model m on a backend: arch and
  * hyperparameters, model_path (absolute) and model_sha256, device and
- * driver, inject (fault name, "" for none). */
+ * driver, inject (fault name, "" for none), and the engine's declared
+ * arithmetic (arith.h): act_quant (the mode's name, enum dv_act_quant),
+ * act_quant_types (what it resolves to per weight type of m,
+ * dv_arith_describe: "f32=none,q8_0=q8_0") and kv_type ("f32", "f16",
+ * "q8_0"). */
 dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
                            const char *device, const char *driver,
-                           const char *inject);
+                           const char *inject, int act_quant, int kv_type);
 
 /* A hook writing the tensors f keeps into d (both borrowed). */
 struct dv_dump_sink {

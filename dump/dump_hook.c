@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arith.h"
+#include "engine.h"
 #include "error.h"
 #include "ops.h"
 
@@ -90,18 +92,21 @@ dv_status dv_sha256_file(const char *path, char hex[65])
 
 dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
                            const char *device, const char *driver,
-                           const char *inject)
+                           const char *inject, int act_quant, int kv_type)
 {
     const struct dv_config *c = &m->cfg;
     char sha[65];
     dv_status s = dv_sha256_file(m->path, sha);
     if (s) return s;
+    char types[512];
+    dv_arith_describe(m, act_quant, types, sizeof types);
     char *abs = realpath(m->path, NULL);
     const struct { const char *k; const char *v; } strs[] = {
         {"arch", c->arch}, {"rope_type", c->rope_mode == DV_ROPE_NEOX ? "neox" : "norm"},
         {"model_path", abs ? abs : m->path}, {"model_sha256", sha},
         {"device", device ? device : ""}, {"driver", driver ? driver : ""},
-        {"inject", inject ? inject : ""}};
+        {"inject", inject ? inject : ""}, {"act_quant", dv_act_quant_name(act_quant)},
+        {"act_quant_types", types}, {"kv_type", dv_type_name(kv_type)}};
     const struct { const char *k; int64_t v; } ints[] = {
         {"n_vocab", c->n_vocab}, {"n_embd", c->d_model}, {"n_layer", c->n_layer},
         {"n_head", c->n_head}, {"n_head_kv", c->n_head_kv}, {"head_dim", c->head_dim},

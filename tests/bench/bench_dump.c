@@ -294,7 +294,9 @@ static int bench_run_dump(struct ctx *x)
         struct dv_dump_sink sink = {.filter = &all};
         struct dv_hook h = dv_dump_hook(&sink);
         dv_status s = dv_dump_create(x->hooked, "cpu", 0, &sink.dump);
-        if (!s) s = dv_dump_describe(sink.dump, x->m, "bench", "bench", "");
+        if (!s)
+            s = dv_dump_describe(sink.dump, x->m, "bench", "bench", "", DV_ACTQ_NONE,
+                                 DV_TYPE_F32);
         t_desc[r] = bench_now() - t0;
         double t_fwd = 0;
         if (!s) s = run_schedule(x->e, &x->s, &h, &t_fwd);

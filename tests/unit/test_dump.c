@@ -81,7 +81,8 @@ static void run_dump(int backend, const struct dv_dump_filter *f, const char *ou
     *sink = (struct dv_dump_sink){.filter = f};
     unsigned flags = backend == DV_BACKEND_CPU_F64 ? DV_DUMP_FLOAT64 : 0;
     assert_int_equal(dv_dump_create(out, dv_backend_name(backend), flags, &sink->dump), DV_OK);
-    assert_int_equal(dv_dump_describe(sink->dump, m, "test-device", "test-driver", ""), DV_OK);
+    assert_int_equal(dv_dump_describe(sink->dump, m, "test-device", "test-driver", "",
+                                      DV_ACTQ_NONE, DV_TYPE_F32), DV_OK);
     struct both x = {.a = tu_hook(c), .b = dv_dump_hook(sink)};
     struct dv_hook h = {.begin_pass = both_begin, .want = both_want, .take = both_take,
                         .end_pass = both_end, .user = &x};
