@@ -93,19 +93,21 @@ static void fill_side(struct dv_cmp_side *s, const struct dv_reader *r)
     copy_str(s->model, sizeof s->model, dv_reader_str(r, "model_path"));
     copy_str(s->model_sha256, sizeof s->model_sha256, dv_reader_str(r, "model_sha256"));
     copy_str(s->inject, sizeof s->inject, dv_reader_str(r, "inject"));
-    copy_str(s->act_quant, sizeof s->act_quant, dv_reader_str(r, "act_quant"));
-    copy_str(s->kv_type, sizeof s->kv_type, dv_reader_str(r, "kv_type"));
+    struct dv_reader_arith a;
+    dv_reader_arith(r, &a);
+    copy_str(s->act_quant, sizeof s->act_quant, a.act_quant);
+    copy_str(s->kv_type, sizeof s->kv_type, a.kv_type);
 }
 
 /* Whether two dumps both declare their arithmetic and it differs: the
  * key whose values differ, or NULL. */
 static const char *other_arith(const struct dv_reader *a, const struct dv_reader *b)
 {
-    static const char *const keys[] = {"act_quant", "kv_type"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const char *va = dv_reader_str(a, keys[i]), *vb = dv_reader_str(b, keys[i]);
-        if (va[0] && vb[0] && strcmp(va, vb)) return keys[i];
-    }
+    struct dv_reader_arith x, y;
+    dv_reader_arith(a, &x);
+    dv_reader_arith(b, &y);
+    if (x.act_quant[0] && y.act_quant[0] && strcmp(x.act_quant, y.act_quant)) return "act_quant";
+    if (x.kv_type[0] && y.kv_type[0] && strcmp(x.kv_type, y.kv_type)) return "kv_type";
     return NULL;
 }
 
@@ -934,11 +936,13 @@ dv_status dv_cmp_add_exact(struct dv_cmp_result *c, const struct dv_reader *ref,
 {
     dv_status s = check_float64_run(exact, NULL, ref);
     if (s) return s;
-    const char *aq = dv_reader_str(exact, "act_quant"), *kv = dv_reader_str(exact, "kv_type");
-    if ((aq[0] && strcmp(aq, "none")) || (kv[0] && strcmp(kv, "f32")))
+    struct dv_reader_arith a;
+    dv_reader_arith(exact, &a);
+    if ((a.act_quant[0] && strcmp(a.act_quant, "none")) ||
+        (a.kv_type[0] && strcmp(a.kv_type, "f32")))
         return dv_fail(DV_E_INPUT, "%s: not an exact dump (act_quant %s, kv_type %s): run "
                        "diverge run --backend cpu-f64 without --act-quant and --kv-type",
-                       exact->path, aq, kv);
+                       exact->path, a.act_quant, a.kv_type);
     /* the reference against the exact dump is a comparison of its own */
     struct dv_cmp_result *d = NULL;
     if ((s = dv_compare(ref, exact, NULL, p, &d))) return s;

@@ -86,6 +86,19 @@ const struct dv_reader_attr *dv_reader_attr(const struct dv_reader *r,
 /* String attribute or "" when absent / not a string. */
 const char *dv_reader_str(const struct dv_reader *r, const char *key);
 
+/* The declared arithmetic a dump records (root attributes act_quant,
+ * act_quant_types and kv_type; diverge-dump(5), core/arith.h). A dump
+ * without act_quant or kv_type (written before they existed, or by another
+ * engine's writer that does not say) declares nothing: declared is false
+ * and the strings it lacks are "". Strings longer than the fields are cut. */
+struct dv_reader_arith {
+    bool declared;
+    char act_quant[32];        /* "none", "auto", "q8_0", "q8_1", "q8_K", "f16" */
+    char act_quant_types[256]; /* per weight type: "f32=none,q8_0=q8_0" */
+    char kv_type[16];          /* "f32", "f16", "q8_0" */
+};
+void dv_reader_arith(const struct dv_reader *r, struct dv_reader_arith *out); /* reader_arith.c */
+
 /* Position in r->passes of pass `index`, or -1. */
 int dv_reader_find_pass(const struct dv_reader *r, int64_t index);
 /* Position in r->passes[p].tensors of tensor `name`, or -1. */
