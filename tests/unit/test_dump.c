@@ -1,7 +1,8 @@
 /*
  * test_dump.c - the dump writer: fixture runs read back through the reader
  * equal to what the hook received, filters, element-type conversion, the
- * API's rules, and commit / discard / stale-temporary handling.
+ * API's rules, commit / discard / stale-temporary handling, and the
+ * declared-arithmetic attributes read back (and checked by compare).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "compare.h"
 #include "diverge.h"
 #include "dump.h"
 #include "ops.h"
@@ -465,6 +467,87 @@ static void test_compress(void **state)
     assert_true(size[1] < size[0]);
 }
 
+/* One pass of model on backend under declared arithmetic (aq, kv) into
+ * out, attributes by dv_dump_describe. */
+static void arith_dump(const char *model, int backend, int aq, int kv, const char *out)
+{
+    static const int32_t toks[] = {1, 17, 42};
+    struct dv_model *m;
+    assert_int_equal(dv_model_open(model, &m), DV_OK);
+    struct dv_engine *e;
+    struct dv_engine_opts o = {.n_ctx = 3, .act_quant = aq, .kv_type = kv};
+    assert_int_equal(dv_engine_open(m, backend, &o, &e), DV_OK);
+    struct dv_dump_filter f = {0};
+    struct dv_dump_sink sink = {.filter = &f};
+    unsigned flags = backend == DV_BACKEND_CPU_F64 ? DV_DUMP_FLOAT64 : 0;
+    assert_int_equal(dv_dump_create(out, dv_backend_name(backend), flags, &sink.dump), DV_OK);
+    assert_int_equal(dv_dump_describe(sink.dump, m, "d", "r", "", aq, kv), DV_OK);
+    struct dv_hook h = dv_dump_hook(&sink);
+    assert_int_equal(dv_engine_forward(e, toks, 3, 0, &h), DV_OK);
+    assert_int_equal(dv_dump_close(sink.dump, 1), DV_OK);
+    dv_engine_free(e);
+    dv_model_free(m);
+}
+
+/* The declared arithmetic goes into the root attributes and back out
+ * through dv_reader_arith; an oracle that declares other arithmetic than
+ * its reference is refused; a dump that declares nothing is not. */
+static void test_arith_attributes(void **state)
+{
+    const char *model = tu_path(tu_tmp, "tiny-q8_0.gguf");
+    assert_int_equal(dv_fixture_write("tiny-q8_0", model), DV_OK);
+    char ref[512], orc[512], exact[512];
+    snprintf(ref, sizeof ref, "%s", tu_path(tu_tmp, "arith-ref.h5"));
+    snprintf(orc, sizeof orc, "%s", tu_path(tu_tmp, "arith-oracle.h5"));
+    snprintf(exact, sizeof exact, "%s", tu_path(tu_tmp, "arith-exact.h5"));
+    arith_dump(model, DV_BACKEND_CPU, DV_ACTQ_AUTO, DV_TYPE_F16, ref);
+    arith_dump(model, DV_BACKEND_CPU_F64, DV_ACTQ_AUTO, DV_TYPE_F16, orc);
+    arith_dump(model, DV_BACKEND_CPU_F64, DV_ACTQ_NONE, DV_TYPE_F32, exact);
+    struct dv_reader *r, *o, *x;
+    assert_int_equal(dv_reader_open(ref, &r), DV_OK);
+    assert_int_equal(dv_reader_open(orc, &o), DV_OK);
+    assert_int_equal(dv_reader_open(exact, &x), DV_OK);
+    struct dv_reader_arith ar, ao, ax;
+    dv_reader_arith(r, &ar), dv_reader_arith(o, &ao), dv_reader_arith(x, &ax);
+    assert_true(ar.declared && ax.declared);
+    assert_string_equal(ar.act_quant, "auto");
+    assert_string_equal(ar.act_quant_types, "q8_0=q8_0");
+    assert_string_equal(ar.kv_type, "f16");
+    assert_string_equal(ax.act_quant, "none");
+    assert_string_equal(ax.act_quant_types, "q8_0=none");
+    assert_string_equal(ax.kv_type, "f32");
+    assert_true(ao.declared);
+    assert_string_equal(ao.act_quant_types, ar.act_quant_types);
+    assert_int_equal(dv_cmp_check_oracle(o, NULL, r), DV_OK);
+    assert_int_equal(dv_cmp_check_oracle(x, NULL, r), DV_E_INPUT);
+    assert_non_null(strstr(dv_errmsg(), "the oracle's act_quant is none, the reference's auto"));
+    dv_reader_free(o);
+    /* written without dv_dump_describe: declares nothing, refuses nothing */
+    const char *bare = tu_path(tu_tmp, "arith-bare.h5");
+    dv_dump *d;
+    assert_int_equal(dv_dump_create(bare, "other-engine", DV_DUMP_FLOAT64, &d), DV_OK);
+    assert_int_equal(dv_dump_set_str(d, "arch", "llama"), DV_OK);
+    static const char *const key[] = {"n_vocab", "n_embd", "n_layer", "n_head", "n_head_kv",
+                                      "n_ff"};
+    const int64_t val[] = {r->cfg.n_vocab, r->cfg.d_model, r->cfg.n_layer, r->cfg.n_head,
+                           r->cfg.n_head_kv, r->cfg.n_ff};
+    for (int i = 0; i < 6; i++) assert_int_equal(dv_dump_set_int(d, key[i], val[i]), DV_OK);
+    assert_int_equal(dv_dump_begin_pass(d, 0, 0, 3, r->passes[0].tokens), DV_OK);
+    const struct dv_reader_tensor *t = &r->passes[0].tensors[0];
+    double *v = calloc((size_t)t->n_elems, sizeof *v);
+    assert_int_equal(dv_dump_write(d, t->name, t->layer, t->op, t->order, t->n_dims, t->shape,
+                                   DV_DUMP_F64, v), DV_OK);
+    assert_int_equal(dv_dump_close(d, 1), DV_OK);
+    free(v);
+    assert_int_equal(dv_reader_open(bare, &o), DV_OK);
+    dv_reader_arith(o, &ao);
+    assert_false(ao.declared);
+    assert_string_equal(ao.act_quant, "");
+    assert_string_equal(ao.kv_type, "");
+    assert_int_equal(dv_cmp_check_oracle(o, NULL, r), DV_OK);
+    dv_reader_free(o), dv_reader_free(r), dv_reader_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_stale_temps),
         cmocka_unit_test(test_bad_destination),
         cmocka_unit_test(test_compress),
+        cmocka_unit_test(test_arith_attributes),
     };
     return cmocka_run_group_tests(tests, setup, tu_group_teardown);
 }
