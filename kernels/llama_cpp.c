@@ -299,9 +299,10 @@ static dv_status make_context(struct lcpp *s, const struct dv_engine_opts *o)
     cp.no_perf = true;
     if (!(s->ctx = a->llama_init_from_model(s->model, cp))) {
         dv_llama_log_last(s->cb_msg, sizeof s->cb_msg);
-        /* a quantized V cache without flash attention is refused: the
-         * caller's choice, said in llama.cpp's words */
-        const bool usage = s->type_kv == DV_TYPE_Q8_0 && !s->flash;
+        /* a quantized cache is refused without flash attention (V) or
+         * for heads its blocks do not divide: the caller's choice, said in
+         * llama.cpp's words */
+        const bool usage = s->type_kv == DV_TYPE_Q8_0;
         return dv_fail(usage ? DV_E_USAGE : DV_E_RUNTIME, "cannot make a context: %s",
                        s->cb_msg[0] ? s->cb_msg : "(no message)");
     }
