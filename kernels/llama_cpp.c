@@ -56,7 +56,7 @@ struct lcpp {
     int n_slots;
     bool *want;     /* [n_slots] asked for, before decoding */
     bool *got;      /* [n_slots] filled by the eval callback */
-    uint8_t *seen;  /* [n_slots] nodes that matched the slot's row */
+    bool *seen;     /* [n_slots] a node matched the slot's row this pass */
     size_t *off;    /* [n_slots] offset in arena, in floats */
     float *arena;   /* the converted tensors of the pass */
     size_t arena_cap;
@@ -85,16 +85,33 @@ static void cb_fail(struct lcpp *s, const struct ggml_tensor *t)
              s->a->ggml_op_name(t->op), dv_errmsg());
 }
 
+/* Tensor slot `slot` (dv_lmap_slot) as (layer, which) for the emitter. */
+static void slot_tensor(const struct lcpp *s, int slot, int *layer, int *which)
+{
+    const int n_layer = (int)s->c->n_layer;
+    *layer = slot < n_layer * DV_LT_COUNT ? slot / DV_LT_COUNT : -1;
+    *which = *layer >= 0 ? slot % DV_LT_COUNT : slot - n_layer * DV_LT_COUNT;
+}
+
+/* The diverge shape of slot's tensor in pass p into sh; returns the
+ * number of dims, *kind its enum dv_shape_kind. */
+static int slot_shape(const struct lcpp *s, int slot, const struct dv_pass *p, int *kind,
+                      int64_t sh[4])
+{
+    int layer, which;
+    slot_tensor(s, slot, &layer, &which);
+    *kind = layer >= 0 ? dv_layer_tensor_shape(which) : dv_global_tensor_shape(which);
+    memset(sh, 0, 4 * sizeof *sh);
+    return dv_tensor_shape(*kind, s->c, p->n_tokens, p->pos0 + p->n_tokens, sh);
+}
+
 /* The geometry of slot's tensor in the current pass. */
 static struct dv_lmap_geom geom(const struct lcpp *s, int slot)
 {
-    const int n_layer = (int)s->c->n_layer;
-    const int layer = slot < n_layer * DV_LT_COUNT ? slot / DV_LT_COUNT : -1;
-    const int which = layer >= 0 ? slot % DV_LT_COUNT : slot - n_layer * DV_LT_COUNT;
-    const int kind = layer >= 0 ? dv_layer_tensor_shape(which) : dv_global_tensor_shape(which);
-    int64_t sh[4] = {0};
-    const int T = s->pass.n_tokens, n = dv_tensor_shape(kind, s->c, T, s->pass.pos0 + T, sh);
-    struct dv_lmap_geom g = {.T = T, .pos0 = s->pass.pos0, .inner = 1,
+    int64_t sh[4];
+    int kind;
+    const int n = slot_shape(s, slot, &s->pass, &kind, sh);
+    struct dv_lmap_geom g = {.T = s->pass.n_tokens, .pos0 = s->pass.pos0, .inner = 1,
                              .kq_scale = 1.0f / sqrtf((float)s->c->head_dim)};
     for (int i = 1; i < n; i++) g.inner *= sh[i];
     g.heads = kind == DV_SHAPE_HTKV ? sh[0] : sh[1];
@@ -114,7 +131,9 @@ static bool cb_ask(struct lcpp *s, struct ggml_tensor *t)
     for (int i = 0; i < n_rows && s->n_pending < 2; i++) {
         if ((int)t->op != r[i].ggml_op || strcmp(stem, r[i].stem)) continue;
         const int slot = dv_lmap_row_slot(&r[i], (int)s->c->n_layer, layer);
-        if (slot < 0 || s->seen[slot]++ || !s->want[slot]) continue;
+        if (slot < 0 || s->seen[slot]) continue; /* not the first such node */
+        s->seen[slot] = true;
+        if (!s->want[slot]) continue;
         s->pending_row[s->n_pending] = &r[i];
         s->pending_slot[s->n_pending++] = slot;
     }
@@ -379,14 +398,6 @@ static dv_status lc_open(const struct dv_model *m, const struct dv_engine_opts *
 
 /* ---- the pass ---------------------------------------------------------------------- */
 
-/* Tensor slot `slot` as (layer, which) for the emitter. */
-static void slot_tensor(const struct lcpp *s, int slot, int *layer, int *which)
-{
-    const int n_layer = (int)s->c->n_layer;
-    *layer = slot < n_layer * DV_LT_COUNT ? slot / DV_LT_COUNT : -1;
-    *which = *layer >= 0 ? slot % DV_LT_COUNT : slot - n_layer * DV_LT_COUNT;
-}
-
 /* Before decoding: what the hook wants, and room for it in the arena. */
 static dv_status plan(struct lcpp *s, const struct dv_pass *p, const struct dv_hook *h)
 {
@@ -400,11 +411,9 @@ static dv_status plan(struct lcpp *s, const struct dv_pass *p, const struct dv_h
         s->want[slot] = dv_emitter_ask(&em, layer, which) && produced;
         s->got[slot] = false, s->seen[slot] = 0, s->off[slot] = total;
         if (s->want[slot]) {
-            int64_t sh[4];
-            const int n = dv_tensor_shape(layer >= 0 ? dv_layer_tensor_shape(which)
-                                                     : dv_global_tensor_shape(which),
-                                          s->c, p->n_tokens, p->pos0 + p->n_tokens, sh);
-            int64_t e = 1;
+            int64_t sh[4], e = 1;
+            int kind;
+            const int n = slot_shape(s, slot, p, &kind, sh);
             for (int i = 0; i < n; i++) e *= sh[i];
             total += (size_t)e;
         }
