@@ -120,6 +120,36 @@ static void test_row_slots(void **state)
 
 #define SENTINEL 1234.5f
 
+/* The f16 bits of an integer 0 <= v < 2048 (all exact in f16). */
+static uint16_t f16_of_int(int v)
+{
+    if (v == 0) return 0;
+    int e = 0;
+    while ((v >> (e + 1)) != 0) e++;
+    return (uint16_t)((e + 15) << 10 | ((v << (10 - e)) & 0x3ff));
+}
+
+/* f16 to f32 by building the f32 bits (another route than the library's
+ * ldexp): subnormals are normalized, NaN payloads kept. */
+static float f16_ref(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
+    if (e == 31) {
+        bits = sign | 0x7f800000u | m << 13;
+    } else if (e) {
+        bits = sign | (e + 112) << 23 | m << 13;
+    } else if (!m) {
+        bits = sign;
+    } else {
+        uint32_t k = 0;
+        while (!(m & 0x400)) m <<= 1, k++;
+        bits = sign | (113 - k) << 23 | (m & 0x3ff) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 static void fill_sentinel(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] = SENTINEL;
@@ -153,10 +183,7 @@ static void test_heads_permuted_f16(void **state)
     uint16_t mem[HD * NH * T];
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < T; t++)
-            for (int i = 0; i < HD; i++) {
-                _Float16 v = (_Float16)(100 * t + 10 * h + i);
-                memcpy(&mem[(h * T + t) * HD + i], &v, 2);
-            }
+            for (int i = 0; i < HD; i++) mem[(h * T + t) * HD + i] = f16_of_int(100 * t + 10 * h + i);
     struct dv_lmap_src s = {.type = DV_TYPE_F16, .ne = {HD, NH, T, 1},
                             .nb = {2, 2 * HD * T, 2 * HD, 2 * HD * NH * T},
                             .data = mem, .nbytes = sizeof mem};
@@ -251,15 +278,21 @@ static void test_convert_refuses(void **state)
     assert_int_equal(dv_lmap_convert(&good, DV_LMAP_LAYOUT_COUNT, &g, dst), DV_E_RUNTIME);
 }
 
-/* Every half-precision bit pattern against the compiler's _Float16. */
+/* Known half-precision values, then every bit pattern against f16_ref. */
 static void test_f16_exact(void **state)
 {
     (void)state;
+    static const struct { uint16_t h; float f; } known[] = {
+        {0x3c00, 1.0f}, {0xc000, -2.0f}, {0x7bff, 65504.0f}, {0x0001, 0x1p-24f},
+        {0x03ff, 0x3ffp-24f}, {0x0400, 0x1p-14f}, {0x3555, 0x1.554p-2f},
+        {0x7c00, INFINITY}, {0xfc00, -INFINITY}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        assert_true(dv_lmap_f16(known[i].h) == known[i].f);
+    assert_true(signbit(dv_lmap_f16(0x8000)) && dv_lmap_f16(0x8000) == 0);
+    assert_true(isnan(dv_lmap_f16(0x7e00)) && isnan(dv_lmap_f16(0xfc01)));
+    assert_int_equal(f16_of_int(1000), 0x63d0);
     for (uint32_t h = 0; h < 65536; h++) {
-        _Float16 x;
-        uint16_t bits = (uint16_t)h;
-        memcpy(&x, &bits, 2);
-        const float want = (float)x, got = dv_lmap_f16(bits);
+        const float want = f16_ref((uint16_t)h), got = dv_lmap_f16((uint16_t)h);
         if (isnan(want)) assert_true(isnan(got));
         else assert_memory_equal(&got, &want, 4); /* signed zeros too */
     }
