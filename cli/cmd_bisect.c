@@ -99,7 +99,8 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
                                       "single-op runner", optarg);
             break;
         case 'R':
-            if (backend_arg(optarg, &o->ref, false) || o->ref == DV_BACKEND_VULKAN)
+            if (backend_arg(optarg, &o->ref, false) ||
+                (o->ref != DV_BACKEND_CPU && o->ref != DV_BACKEND_CPU_F64))
                 return dv_usage_error("bisect", "--ref '%s': cpu or cpu-f64", optarg);
             break;
         case 'O':

@@ -28,8 +28,9 @@ struct run_opts {
     int act_quant, kv_type; /* declared arithmetic; kv_type -1: the backend's default */
     bool go_past_bos; /* --no-stop-at-bos */
     const char *dump; /* --dump FILE */
-    const char *device, *inject; /* --device, --inject (vulkan) */
+    const char *device, *inject; /* --device, --inject (vulkan); llama.cpp:DEVICE */
     int gpu_layers;              /* engine convention: 0 all, -1 none */
+    int flash_attn, n_threads;   /* --flash-attn, --threads (llama.cpp) */
     bool validation;
     bool compress;
     const char *select[64];
@@ -38,16 +39,20 @@ struct run_opts {
 
 static void run_help(void)
 {
-    printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64|vulkan]\n"
+    printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64|vulkan|llama.cpp[:DEVICE]]\n"
            "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
            "                  [--generate N] [--top-k K] [--act-quant M] [--kv-type T]\n"
            "                  [--dump OUT.h5 [--select GLOB]... [--layers L] [--dump-passes P]\n"
            "                                 [--compress]]\n"
-           "                  [--device D] [--gpu-layers N] [--inject F[@L]] [--validation]\n\n"
+           "                  [--device D] [--gpu-layers N] [--inject F[@L]] [--validation]\n"
+           "                  [--flash-attn on|off] [--threads N]\n\n"
            "Run the forward pass and print, for each position of the last pass,\n"
            "the K (default 5) most likely next tokens with their probabilities.\n\n"
-           "  --backend B     cpu (f32 reference, default), cpu-f64 (oracle) or vulkan\n"
-           "                  (the compute kernels on a Vulkan device)\n"
+           "  --backend B     cpu (f32 reference, default), cpu-f64 (oracle), vulkan\n"
+           "                  (the compute kernels on a Vulkan device) or llama.cpp[:DEVICE]\n"
+           "                  (llama.cpp itself, loaded at run time, on the ggml device\n"
+           "                  DEVICE: CPU, Vulkan0, CUDA0 ...; default: the first GPU\n"
+           "                  that is not a CPU-type Vulkan device, else CPU)\n"
            "  --tokens IDS    token ids, comma-separated\n"
            "  --prompt TEXT   text, tokenized with the model's vocab (BOS first)\n"
            "                  without either: BOS alone\n"
@@ -82,13 +87,20 @@ static void run_help(void)
            "  --device D      device index or name substring (else $DV_VK_DEVICE, else\n"
            "                  a discrete GPU, an integrated one, then a CPU device)\n"
            "  --gpu-layers N  the first N layers on the device, the rest, output_norm\n"
-           "                  and the logits on the CPU reference (as llama.cpp -ngl)\n"
+           "                  and the logits on the CPU reference; 0: none (also\n"
+           "                  llama.cpp, see below)\n"
            "  --inject F[@L]  build the kernels with fault F (all layers, or layer L\n"
            "                  only); recorded in the dump's inject attribute. F is one of:\n");
     for (int f = 1; f < DV_FAULT_COUNT; f++)
         printf("                    %-16s %s\n", dv_fault_name(f), dv_fault_doc(f));
     printf("  --validation    enable the Khronos validation layer (also\n"
-           "                  DV_VK_VALIDATION=1); any message fails the run\n");
+           "                  DV_VK_VALIDATION=1); any message fails the run\n"
+           "llama.cpp only:\n"
+           "  --gpu-layers N  passed on as llama.cpp's n_gpu_layers: the output layer\n"
+           "                  and the last N-1 layers on DEVICE (default: all); 0: none\n"
+           "  --flash-attn on|off  flash attention (default off: with it on, kq and\n"
+           "                  kq_softmax are inside one fused node and not dumped)\n"
+           "  --threads N     CPU threads (1..1024; default: llama.cpp's)\n");
 }
 
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)
@@ -103,18 +115,25 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
         {"validation", no_argument, 0, 'C'},    {"no-stop-at-bos", no_argument, 0, 'B'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
+        {"flash-attn", required_argument, 0, 'F'}, {"threads", required_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
     *o = (struct run_opts){.backend = DV_BACKEND_CPU, .top_k = 5, .kv_type = -1};
     int c;
     int64_t v;
-    bool gpu_opts = false;
-    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:CBh", opts, NULL)) != -1) {
+    bool vk_opts = false, split_opt = false, llama_opts = false;
+    while ((c = getopt_long(argc, argv, "b:t:p:P:g:k:d:s:L:D:zV:G:I:CBF:j:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
-            if ((o->backend = dv_backend_from_name(optarg)) < 0)
-                return dv_usage_error("run", "unknown backend '%s' (cpu, cpu-f64, vulkan)",
-                                      optarg);
+            if (!strncmp(optarg, "llama.cpp:", 10)) { /* llama.cpp:DEVICE */
+                if (!optarg[10]) return dv_usage_error("run", "--backend llama.cpp: names no "
+                                                       "device (llama.cpp:CPU, llama.cpp:Vulkan0)");
+                o->backend = DV_BACKEND_LLAMA_CPP;
+                o->device = optarg + 10;
+            } else if ((o->backend = dv_backend_from_name(optarg)) < 0) {
+                return dv_usage_error("run", "unknown backend '%s' (cpu, cpu-f64, vulkan, "
+                                      "llama.cpp[:DEVICE])", optarg);
+            }
             break;
         case 't': o->tokens = optarg; break;
         case 'p': o->prompt = optarg; break;
@@ -145,14 +164,25 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
             filtered = true;
             break;
         case 'z': o->compress = filtered = true; break;
-        case 'V': o->device = optarg, gpu_opts = true; break;
+        case 'V': o->device = optarg, vk_opts = true; break;
         case 'G':
             if (dv_parse_i64(optarg, "--gpu-layers", 0, INT32_MAX, &v)) return dv_report(DV_E_USAGE);
             o->gpu_layers = v ? (int)v : -1;
-            gpu_opts = true;
+            split_opt = true;
             break;
-        case 'I': o->inject = optarg, gpu_opts = true; break;
-        case 'C': o->validation = gpu_opts = true; break;
+        case 'I': o->inject = optarg, vk_opts = true; break;
+        case 'C': o->validation = vk_opts = true; break;
+        case 'F':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return dv_usage_error("run", "--flash-attn '%s': on or off", optarg);
+            o->flash_attn = !strcmp(optarg, "on");
+            llama_opts = true;
+            break;
+        case 'j':
+            if (dv_parse_i64(optarg, "--threads", 1, 1024, &v)) return dv_report(DV_E_USAGE);
+            o->n_threads = (int)v;
+            llama_opts = true;
+            break;
         case 'B': o->go_past_bos = true; break;
         case 'A':
             if (dv_parse_act_quant(optarg, &o->act_quant)) return dv_report(DV_E_USAGE);
@@ -166,9 +196,13 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
     }
     if (optind != argc - 1) return dv_usage_error("run", "give one MODEL");
     if (o->tokens && o->prompt) return dv_usage_error("run", "give --tokens or --prompt, not both");
-    if (gpu_opts && o->backend != DV_BACKEND_VULKAN)
-        return dv_usage_error("run", "--device, --gpu-layers, --inject and --validation "
-                              "need --backend vulkan");
+    if (vk_opts && o->backend != DV_BACKEND_VULKAN)
+        return dv_usage_error("run", "--device, --inject and --validation need --backend "
+                              "vulkan (llama.cpp takes its device as llama.cpp:DEVICE)");
+    if (split_opt && o->backend != DV_BACKEND_VULKAN && o->backend != DV_BACKEND_LLAMA_CPP)
+        return dv_usage_error("run", "--gpu-layers needs --backend vulkan or llama.cpp");
+    if (llama_opts && o->backend != DV_BACKEND_LLAMA_CPP)
+        return dv_usage_error("run", "--flash-attn and --threads need --backend llama.cpp");
     if (filtered && !o->dump)
         return dv_usage_error("run", "--select, --layers, --dump-passes and --compress "
                               "need --dump");
@@ -370,6 +404,28 @@ static dv_status locate_nonfinite(struct dv_engine *e, const int32_t *toks,
     return DV_OK;
 }
 
+/* The layer split, when there is one. vulkan: the first N layers on the
+ * device, the rest on the cpu reference. llama.cpp: its n_gpu_layers N
+ * counts the output layer, then layers from the last one down. */
+static void put_split(const struct run_opts *o, const struct dv_config *c)
+{
+    const long long L = (long long)c->n_layer, n = o->gpu_layers;
+    if (o->backend == DV_BACKEND_LLAMA_CPP && n > 0 && n <= L) {
+        if (n == 1) printf("split    llama.cpp n_gpu_layers 1: the output layer on the device, "
+                           "every layer on the CPU\n");
+        else printf("split    llama.cpp n_gpu_layers %lld: layers %lld-%lld and the output on "
+                    "the device, 0-%lld on the CPU\n", n, L + 1 - n, L - 1, L - n);
+        return;
+    }
+    if (o->backend == DV_BACKEND_LLAMA_CPP && n < 0)
+        printf("split    llama.cpp n_gpu_layers 0: everything on the CPU\n");
+    if (o->backend != DV_BACKEND_VULKAN) return;
+    if (n > 0 && n < L)
+        printf("split    layers 0-%lld on the device, %lld-%lld on the cpu reference\n",
+               n - 1, n, L - 1);
+    if (n < 0) printf("split    every layer on the cpu reference\n");
+}
+
 /* Create the dump (temporary file guarded against signals) and describe
  * the model and the backend in its attributes. */
 static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
@@ -382,9 +438,10 @@ static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
     dv_status s = dv_dump_create(o->dump, be->name, flags, &sink->dump);
     if (s) return s;
     dv_guard_temp(dv_dump_temp_path(sink->dump));
-    char device[128], driver[256];
+    char device[192], driver[512];
     dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
-    return dv_dump_describe(sink->dump, m, device, driver, inject, o->act_quant, o->kv_type);
+    s = dv_dump_describe(sink->dump, m, device, driver, inject, o->act_quant, o->kv_type);
+    return s ? s : dv_dump_engine_attrs(sink->dump, e);
 }
 
 /* Commit the dump when everything before went well, else discard it. */
@@ -426,7 +483,8 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
                                 .device = o->device, .validation = o->validation,
                                 .gpu_layers = o->gpu_layers, .inject = inj.fault,
                                 .inject_layer = inj.layer, .act_quant = o->act_quant,
-                                .kv_type = o->kv_type};
+                                .kv_type = o->kv_type, .flash_attn = o->flash_attn,
+                                .n_threads = o->n_threads};
     if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
     struct dv_dump_sink sink = {.filter = &o->filter};
     struct dv_hook dump_hook = dv_dump_hook(&sink);
@@ -438,13 +496,10 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
                "vocab %lld\nbackend  %s", o->model, c->arch, (long long)c->n_layer,
                (long long)c->d_model, (long long)c->n_head, (long long)c->n_head_kv,
                (long long)c->n_vocab, dv_backend_name(o->backend));
-        char device[128], driver[256];
+        char device[192], driver[512];
         dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
         printf(" on %s (%s)\n", device, driver);
-        if (o->gpu_layers > 0 && o->gpu_layers < c->n_layer)
-            printf("split    layers 0-%d on the device, %d-%lld on the cpu reference\n",
-                   o->gpu_layers - 1, o->gpu_layers, (long long)c->n_layer - 1);
-        if (o->gpu_layers < 0) printf("split    every layer on the cpu reference\n");
+        put_split(o, c);
         if (inject[0]) printf("inject   %s: %s\n", inject, dv_fault_doc(inj.fault));
         if (o->act_quant != DV_ACTQ_NONE || o->kv_type != DV_TYPE_F32) {
             char types[256];

@@ -537,7 +537,7 @@ static dv_status check_opts(const struct dv_model *m, const struct dv_bisect_opt
                            o->tokens[i], (long long)m->cfg.n_vocab);
     if (o->test != DV_BACKEND_VULKAN)
         return dv_fail(DV_E_USAGE, "--test: only vulkan has a single-op runner to replay on");
-    if (o->ref < 0 || o->ref == DV_BACKEND_VULKAN)
+    if (o->ref != DV_BACKEND_CPU && o->ref != DV_BACKEND_CPU_F64)
         return dv_fail(DV_E_USAGE, "--ref: cpu or cpu-f64");
     if (o->oracle >= 0 && o->oracle != DV_BACKEND_CPU_F64)
         return dv_fail(DV_E_USAGE, "--oracle: cpu-f64 or none");

@@ -14,6 +14,7 @@ static const struct dv_backend *const backends[DV_BACKEND_COUNT] = {
     [DV_BACKEND_CPU] = &dv_backend_cpu,
     [DV_BACKEND_CPU_F64] = &dv_backend_cpu_f64,
     [DV_BACKEND_VULKAN] = &dv_backend_vulkan,
+    [DV_BACKEND_LLAMA_CPP] = &dv_backend_llama_cpp,
 };
 
 struct dv_engine {
@@ -74,9 +75,12 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
     if (!dv_arith_kv_ok(opts.kv_type))
         return dv_fail(DV_E_USAGE, "KV cache type %s (%d): f32, f16 or q8_0",
                        dv_type_name(opts.kv_type), opts.kv_type);
-    if ((opts.inject || opts.gpu_layers) && kind != DV_BACKEND_VULKAN)
-        return dv_fail(DV_E_USAGE, "fault injection and a layer split need the vulkan "
-                       "backend, not %s", backends[kind]->name);
+    if (opts.inject && kind != DV_BACKEND_VULKAN)
+        return dv_fail(DV_E_USAGE, "fault injection needs the vulkan backend, not %s",
+                       backends[kind]->name);
+    if (opts.gpu_layers && kind != DV_BACKEND_VULKAN && kind != DV_BACKEND_LLAMA_CPP)
+        return dv_fail(DV_E_USAGE, "a layer split needs the vulkan or llama.cpp backend, "
+                       "not %s", backends[kind]->name);
     struct dv_engine *e = calloc(1, sizeof *e);
     if (!e) return dv_fail(DV_E_NOMEM, "out of memory");
     e->be = backends[kind];
@@ -227,4 +231,13 @@ void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
                         char *driver, size_t rcap)
 {
     e->be->describe(e->impl, device, dcap, driver, rcap);
+}
+
+const struct dv_backend_attr *dv_engine_attrs(const struct dv_engine *e, int *n)
+{
+    *n = 0;
+    if (!e->be->attrs) return NULL;
+    const struct dv_backend_attr *a = e->be->attrs(e->impl, n);
+    if (!a || *n < 0) *n = 0;
+    return *n ? a : NULL;
 }

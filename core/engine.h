@@ -24,10 +24,11 @@ enum dv_backend_kind {
     DV_BACKEND_CPU,     /* f32, OpenBLAS sgemm: the reference */
     DV_BACKEND_CPU_F64, /* f64, BLAS dgemm: the oracle for noise floors */
     DV_BACKEND_VULKAN,  /* f32, compute kernels on a Vulkan device: under test */
+    DV_BACKEND_LLAMA_CPP, /* llama.cpp itself (loaded at run time): under test */
     DV_BACKEND_COUNT
 };
 
-/* "cpu", "cpu-f64"; "?" when out of range. */
+/* "cpu", "cpu-f64", "vulkan", "llama.cpp"; "?" when out of range. */
 const char *dv_backend_name(int kind);
 /* The backend named s, or -1. */
 int dv_backend_from_name(const char *s);
@@ -35,11 +36,14 @@ int dv_backend_from_name(const char *s);
 struct dv_engine_opts {
     int n_ctx;   /* positions the KV cache holds */
     int n_batch; /* most tokens in one pass (<= n_ctx); 0 means n_ctx */
-    /* vulkan only (other backends ignore them): */
-    const char *device; /* index or name substring; NULL: DV_VK_DEVICE or the default */
-    bool validation;    /* Khronos validation layer (also DV_VK_VALIDATION=1) */
+    /* vulkan and llama.cpp (other backends ignore them): */
+    const char *device; /* vulkan: index or name substring; NULL: DV_VK_DEVICE
+                           or the default. llama.cpp: a ggml device name
+                           ("CPU", "Vulkan0"); NULL: the first GPU, else CPU */
+    bool validation;    /* vulkan: Khronos validation layer (also DV_VK_VALIDATION=1) */
     int gpu_layers;     /* 0: every layer on the device; N > 0: the first N,
-                           the rest on the CPU reference; -1: none */
+                           the rest on the CPU reference (llama.cpp: passed
+                           on as its n_gpu_layers, see llama_cpp.c); -1: none */
     int inject;         /* DV_FAULT_* (kernels/fault.h), 0 none */
     int inject_layer;   /* the fault's layer, -1 every layer */
     /* cpu backends inside a split run only: layers below this one run
@@ -80,6 +84,17 @@ struct dv_pass {
     const int32_t *tokens; /* borrowed */
 };
 
+/* One backend fact (struct dv_backend's attrs). Keys are 1..63 bytes of
+ * [A-Za-z0-9_.-] and never a key of the dump schema. */
+enum dv_battr_kind { DV_BATTR_STR, DV_BATTR_INT, DV_BATTR_REAL, DV_BATTR_KIND_COUNT };
+struct dv_backend_attr {
+    const char *key;
+    int kind;        /* enum dv_battr_kind */
+    const char *str; /* DV_BATTR_STR */
+    int64_t i;       /* DV_BATTR_INT */
+    double r;        /* DV_BATTR_REAL */
+};
+
 /* A backend: designated-initializer table, as ggml's backend interface. */
 struct dv_backend {
     const char *name;
@@ -95,11 +110,19 @@ struct dv_backend {
      * ("AMD EPYC 7763", "OpenBLAS 0.3.21 ..."). */
     void (*describe)(void *impl, char *device, size_t dcap, char *driver,
                      size_t rcap);
+    /* Optional (NULL: none): facts only this backend knows (an engine's
+     * release, its own names for the device and the cache types), for the
+     * dump's root attributes. Returns the array and sets *n; array and
+     * strings belong to impl and live as long as it. */
+    const struct dv_backend_attr *(*attrs)(void *impl, int *n);
 };
 
 extern const struct dv_backend dv_backend_cpu;
 extern const struct dv_backend dv_backend_cpu_f64;
 extern const struct dv_backend dv_backend_vulkan;
+/* kernels/llama_cpp.c, or kernels/llama_none.c in a build without it
+ * (whose open fails with DV_E_DEVICE saying so). */
+extern const struct dv_backend dv_backend_llama_cpp;
 
 struct dv_engine;
 
@@ -130,6 +153,9 @@ const struct dv_backend *dv_engine_backend(const struct dv_engine *e);
 /* The backend's device and driver descriptions (see struct dv_backend). */
 void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
                         char *driver, size_t rcap);
+/* The backend's own facts (struct dv_backend's attrs), borrowed from the
+ * engine; *n = 0 and NULL for a backend without any. */
+const struct dv_backend_attr *dv_engine_attrs(const struct dv_engine *e, int *n);
 
 /* ---- for backends: handing tensors to the hook ------------------------ */
 

@@ -55,6 +55,13 @@ dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
                            const char *device, const char *driver,
                            const char *inject, int act_quant, int kv_type);
 
+/* The engine's own facts (dv_engine_attrs: a backend's release, its names
+ * for the device ...) as root attributes of d. DV_E_USAGE for a key the
+ * schema defines (a backend does not overwrite those) or a malformed
+ * one; the writer's failures as dv_dump_set_*. */
+struct dv_engine;
+dv_status dv_dump_engine_attrs(dv_dump *d, const struct dv_engine *e);
+
 /* A hook writing the tensors f keeps into d (both borrowed). */
 struct dv_dump_sink {
     dv_dump *dump;

@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "error.h"
 #include "ops.h"
+#include "schema.h"
 
 dv_status dv_ranges_parse(const char *s, const char *what, int64_t lo,
                           int64_t hi, struct dv_ranges *out)
@@ -118,6 +119,25 @@ dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
     if (!s) s = dv_dump_set_real(d, "rope_freq_base", c->rope_base);
     if (!s) s = dv_dump_set_real(d, "rms_eps", c->rms_eps);
     free(abs);
+    return s;
+}
+
+dv_status dv_dump_engine_attrs(dv_dump *d, const struct dv_engine *e)
+{
+    int n;
+    const struct dv_backend_attr *a = dv_engine_attrs(e, &n);
+    dv_status s = DV_OK;
+    for (int i = 0; !s && i < n; i++) {
+        if (!a[i].key || !dv_schema_key_ok(a[i].key) || dv_schema_attr(a[i].key))
+            return dv_fail(DV_E_USAGE, "backend attribute '%.64s' is not an engine key",
+                           a[i].key ? a[i].key : "(null)");
+        switch (a[i].kind) {
+        case DV_BATTR_STR: s = dv_dump_set_str(d, a[i].key, a[i].str ? a[i].str : ""); break;
+        case DV_BATTR_INT: s = dv_dump_set_int(d, a[i].key, a[i].i); break;
+        case DV_BATTR_REAL: s = dv_dump_set_real(d, a[i].key, a[i].r); break;
+        default: s = dv_fail(DV_E_USAGE, "backend attribute %s: kind %d", a[i].key, a[i].kind);
+        }
+    }
     return s;
 }
 

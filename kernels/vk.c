@@ -274,6 +274,38 @@ void dv_vk_close(struct dv_vk *vk)
     free(vk);
 }
 
+dv_status dv_vk_device_types(VkPhysicalDeviceType *types, int cap, int *n)
+{
+    *n = 0;
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+                             .pApplicationName = "diverge",
+                             .apiVersion = VK_API_VERSION_1_2};
+    VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+                               .pApplicationInfo = &app};
+    VkInstance inst;
+    VkResult r = vkCreateInstance(&ci, NULL, &inst);
+    if (r == VK_ERROR_INCOMPATIBLE_DRIVER || r == VK_ERROR_INITIALIZATION_FAILED)
+        return DV_OK; /* no driver: no device */
+    if (r != VK_SUCCESS) return vk_fail(r, "vkCreateInstance");
+    dv_vk_keep_drivers_resident();
+    uint32_t count = 0;
+    r = vkEnumeratePhysicalDevices(inst, &count, NULL);
+    VkPhysicalDevice devs[64];
+    uint32_t got = count < 64 ? count : 64;
+    if (r == VK_SUCCESS && got) r = vkEnumeratePhysicalDevices(inst, &got, devs);
+    if (r == VK_SUCCESS || r == VK_INCOMPLETE) {
+        for (uint32_t i = 0; i < got && (int)i < cap; i++) {
+            VkPhysicalDeviceProperties p;
+            vkGetPhysicalDeviceProperties(devs[i], &p);
+            types[i] = p.deviceType;
+        }
+        *n = (int)count;
+    }
+    vkDestroyInstance(inst, NULL);
+    return r == VK_SUCCESS || r == VK_INCOMPLETE ? DV_OK
+                                                  : vk_fail(r, "vkEnumeratePhysicalDevices");
+}
+
 const char *dv_vk_device_name(const struct dv_vk *vk) { return vk->name; }
 const char *dv_vk_driver_name(const struct dv_vk *vk) { return vk->driver; }
 int dv_vk_validation_errors(const struct dv_vk *vk) { return vk->validation_errors; }

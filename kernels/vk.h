@@ -39,6 +39,13 @@ void dv_vk_close(struct dv_vk *vk);
  * the fix and not a suppression). Returns how many modules it marked. */
 int dv_vk_keep_drivers_resident(void);
 
+/* The physical devices the loader lists, in its order (the order ggml's
+ * Vulkan backend numbers them in): their count in *n, the types of the
+ * first `cap` in types[]. A bare instance is created for this and
+ * destroyed (its drivers kept resident, as dv_vk_open does). No loader or
+ * no driver: *n = 0 and DV_OK; DV_E_DEVICE when enumeration fails. */
+dv_status dv_vk_device_types(VkPhysicalDeviceType *types, int cap, int *n);
+
 /* "llvmpipe (LLVM 15.0.6, 256 bits)"; "Mesa 22.3.6" style driver info. */
 const char *dv_vk_device_name(const struct dv_vk *vk);
 const char *dv_vk_driver_name(const struct dv_vk *vk);

@@ -76,7 +76,9 @@ int main(int argc, char **argv)
            (long long)m->cfg.n_layer, (long long)m->cfg.d_model, (long long)m->cfg.n_vocab,
            (double)dv_model_f32_bytes(m) / (1 << 20));
     int rc = 0;
-    for (int b = 0; b < DV_BACKEND_COUNT; b++) rc |= bench(m, b, n_prefill, n_decode);
+    /* diverge's own backends (llama.cpp is timed by its own tests) */
+    for (int b = 0; b < DV_BACKEND_COUNT; b++)
+        if (b != DV_BACKEND_LLAMA_CPP) rc |= bench(m, b, n_prefill, n_decode);
     dv_model_free(m);
     return rc;
 }

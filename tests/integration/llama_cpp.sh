@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# llama_cpp.sh - `diverge run --backend llama.cpp[:DEVICE]` end to end, on
+# llama.cpp's CPU and on its Vulkan backend (lavapipe in CI).
+#
+# Every fixture type, stories260K and llama.cpp's mini-llama, 13 tokens in
+# passes 6,5,1,1: the dump holds every tensor of the table for every pass
+# (llama_cpp_check.py: names, shapes, layer/op/order, the mask, finite
+# values) within a tolerance of the cpu reference's dump that says what
+# llama.cpp's arithmetic is (see TOL below). On f32 weights llama.cpp's CPU
+# agrees with the reference within the noise floor of the cpu-f64 oracle;
+# a wrong RoPE base (the test hook DIVERGE_LLAMA_CPP_ROPE_BASE) is found at
+# blk.0.q_rope. mini-llama's logits match the ones llama.cpp's own CPU
+# wrote (fixtures/data). Then the dump attributes, flash attention, the
+# layer split, greedy text, the flags and the failures: no library (exit
+# 3), a library without llama.cpp's functions (3), an unknown device (2).
+. "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+CHECK=$(dirname "$0")/llama_cpp_check.py
+TOKS=1,2,3,4,5,6,7,8,9,10,11,12,13
+SCHED=6,5,1,1
+# Relative RMS error of any tensor against the cpu reference (measured
+# worst in brackets, this release on x86-64 and lavapipe 22.3.6):
+#  - CPU, f32/f16 weights: the same f32 arithmetic in another order, about
+#    1e-6 [2.1e-6];
+#  - CPU, quantized weights: llama.cpp quantizes the activations to 8 bits
+#    inside the products (q8_0/q8_K), a few percent after two layers [0.064];
+#  - Vulkan on lavapipe: its attention products convert their
+#    non-contiguous inputs (the permuted K, V and q views) to f16 [5.7e-3].
+# A wrong layout, scale or mask gives errors near 1.
+TOL_CPU=1e-4 TOL_CPU_Q=0.2 TOL_VK=0.02
+[ -x "$PY" ] && "$PY" -c 'import h5py' 2>/dev/null ||
+    { echo "FAIL: /usr/bin/python3 with python3-h5py is needed"; exit 1; }
+
+# check WHAT TOL TEST.h5 REF.h5 [--flash]: the dump is complete and close
+check() {
+    local what=$1 tol=$2
+    shift 2
+    if "$PY" "$CHECK" "$1" "$2" "$tol" "${@:3}" >"$T/check" 2>&1; then
+        n_pass=$((n_pass + 1))
+    else
+        n_fail=$((n_fail + 1))
+        echo "FAIL: $what"
+        head -8 "$T/check"
+    fi
+}
+
+# run_dump MODEL BACKEND OUT [ARGS...]: the 13-token schedule into OUT
+run_dump() {
+    local m=$1 b=$2 out=$3
+    shift 3
+    expect 0 "$(basename "$m") on $b" -- "$D" run "$m" --backend "$b" --tokens $TOKS \
+        --passes $SCHED --dump "$out" "$@"
+}
+
+for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
+    expect 0 "fixture tiny-$ty" -- "$D" fixture "tiny-$ty" -o "$T/tiny-$ty.gguf"
+done
+expect 0 "import stories260K" -- "$D" import-llama2c "$FX/data/stories260K.bin" \
+    "$FX/data/tok512.bin" -o "$T/stories.gguf"
+cp "$FX/data/mini-llama-q8_0.gguf" "$T/mini.gguf"
+
+for m in tiny-f32 tiny-f16 tiny-q8_0 tiny-q4_0 tiny-q4_k tiny-q6_k stories mini; do
+    run_dump "$T/$m.gguf" cpu "$T/$m-cpu.h5"
+    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lc.h5" --threads 1
+    run_dump "$T/$m.gguf" llama.cpp:Vulkan0 "$T/$m-vk.h5"
+    case $m in tiny-f32|tiny-f16|stories) tol=$TOL_CPU ;; *) tol=$TOL_CPU_Q ;; esac
+    check "$m: llama.cpp CPU dump" "$tol" "$T/$m-lc.h5" "$T/$m-cpu.h5"
+    check "$m: llama.cpp Vulkan0 dump" $TOL_VK "$T/$m-vk.h5" "$T/$m-cpu.h5"
+done
+ok "the run names llama.cpp's device" grep -q "^backend  llama.cpp on Vulkan0: " "$T/out"
+
+# f32 weights: llama.cpp's CPU within the reference's own noise floor
+for m in tiny-f32 stories; do
+    run_dump "$T/$m.gguf" cpu-f64 "$T/$m-f64.h5"
+    expect 0 "$m: llama.cpp CPU agrees with cpu under the oracle" -- \
+        "$D" compare "$T/$m-lc.h5" "$T/$m-cpu.h5" --oracle "$T/$m-f64.h5"
+done
+# a wrong RoPE base: the first divergence is the first rope tensor
+DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/tiny-f32.gguf" llama.cpp:CPU "$T/rope.h5"
+ok "the run says the base is overridden" grep -q "RoPE base overridden to 5000" "$T/out"
+expect 1 "rope base 5000 is found" -- "$D" compare "$T/rope.h5" "$T/tiny-f32-cpu.h5" \
+    --oracle "$T/tiny-f32-f64.h5"
+ok "first divergence at blk.0.q_rope" \
+    grep -q "^first divergence: pass 0 (pos0 0, 6 tokens), layer 0, blk.0.q_rope (rope)" "$T/out"
+expect 0 "info of the rope dump" -- "$D" info "$T/rope.h5"
+ok "the dump records the override" grep -qE "^ *llama_cpp_rope_base_override *= 5000$" "$T/out"
+expect 2 "a base that is not a number" -- env DIVERGE_LLAMA_CPP_ROPE_BASE=x "$D" run \
+    "$T/tiny-f32.gguf" --backend llama.cpp:CPU
+ok "one line naming the variable" one_error_line DIVERGE_LLAMA_CPP_ROPE_BASE
+
+# mini-llama's logits, one pass, against llama.cpp's own CPU run
+# (fixtures/data/mini-llama-q8_0.llamacpp-logits.bin: flash attention off,
+# f32 KV). Same quantized arithmetic, another build and CPU variant: they
+# differ in the last bits only (max 1.2e-7, nmse 5e-15 seen), while any
+# change of what is computed moves nmse to 1e-4 and up (the activation
+# quantization alone is 1.3e-4 from exact). So: max |a-b| <= 1e-5,
+# nmse <= 1e-10, the same top-1 token at every position.
+expect 0 "mini-llama, one pass on llama.cpp CPU" -- "$D" run "$T/mini.gguf" \
+    --backend llama.cpp:CPU --tokens 1,9038,2501,263,931 --dump "$T/mini1.h5" --threads 1
+ok "logits as llama.cpp's own run" "$PY" - "$T/mini1.h5" \
+    "$FX/data/mini-llama-q8_0.llamacpp-logits.bin" <<'EOF'
+import sys, h5py, numpy as np
+a = h5py.File(sys.argv[1], "r")["passes/0000/logits"][()].astype(np.float64)
+raw = open(sys.argv[2], "rb").read()
+assert b"tokens: 1 9038 2501 263 931" in raw[:1024] and b"flash_attn: off" in raw[:1024]
+b = np.frombuffer(raw[1024:], dtype="<f4").reshape(5, 32000).astype(np.float64)
+d = a - b
+mx, nmse = np.abs(d).max(), (d * d).sum() / (b * b).sum()
+print(f"max |a-b| {mx:.3g}, nmse {nmse:.3g}")
+sys.exit(0 if mx <= 1e-5 and nmse <= 1e-10 and (a.argmax(1) == b.argmax(1)).all() else 1)
+EOF
+
+# the backend's own attributes, listed by `diverge info`
+expect 0 "info of a Vulkan0 dump" -- "$D" info "$T/tiny-f32-vk.h5"
+for kv in 'ggml_device *= "Vulkan0"' 'ggml_backend *= "Vulkan"' 'llama_cpp_type_k *= "f32"' \
+          'llama_cpp_type_v *= "f32"' 'llama_cpp_flash_attn *= "off"' \
+          'ggml_version *= "[0-9]' 'ggml_commit *= "' 'llama_cpp_n_gpu_layers *= 3$' \
+          'backend *= "llama.cpp"' 'device *= "Vulkan0: '; do
+    ok "attribute $kv" grep -qE "^ *$kv" "$T/out"
+done
+ok "no override recorded" bash -c "! grep -q rope_base_override '$T/out'"
+
+# flash attention: kq and kq_softmax are fused away, the rest is there
+for dev in CPU Vulkan0; do
+    run_dump "$T/tiny-f32.gguf" "llama.cpp:$dev" "$T/fa-$dev.h5" --flash-attn on
+    check "flash attention on $dev" $TOL_VK "$T/fa-$dev.h5" "$T/tiny-f32-cpu.h5" --flash
+done
+# llama.cpp's n_gpu_layers: 2 of tiny's 2 layers is layer 1 and the output
+run_dump "$T/tiny-f32.gguf" llama.cpp:Vulkan0 "$T/split.h5" --gpu-layers 2
+ok "the split, as llama.cpp places it" \
+    grep -q "^split    llama.cpp n_gpu_layers 2: layers 1-1 and the output on the device, 0-0 on the CPU" "$T/out"
+check "split dump" $TOL_VK "$T/split.h5" "$T/tiny-f32-cpu.h5"
+expect 0 "--gpu-layers 0" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp:Vulkan0 --gpu-layers 0
+ok "everything on the CPU" grep -q "^split    llama.cpp n_gpu_layers 0: everything on the CPU" "$T/out"
+
+# greedy decoding, one token per call on the cache, as llama2.c prints it
+want="Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+for dev in CPU Vulkan0; do
+    expect 0 "generate on llama.cpp:$dev" -- "$D" run "$T/stories.gguf" \
+        --backend "llama.cpp:$dev" --prompt "Once upon a time" --passes 2,2,1 --generate 36
+    ok "llama.cpp:$dev text" grep -qF "text: $want" "$T/out"
+done
+# the default device is a GPU, never a CPU-type Vulkan device, else CPU
+expect 0 "default device" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp
+ok "not lavapipe by default" bash -c "! grep -q '^backend  llama.cpp on Vulkan[0-9]*: llvmpipe' '$T/out'"
+
+# flags: bad values and flags for the wrong backend, one line, exit 2
+while read -r what args; do
+    # shellcheck disable=SC2086
+    expect 2 "$what" -- "$D" run "$T/tiny-f32.gguf" $args
+    ok "$what: one line" test "$(grep -c '^diverge' "$T/err")" -eq 1
+done <<'EOF'
+flash-attn-value --backend llama.cpp:CPU --flash-attn maybe
+threads-zero --backend llama.cpp:CPU --threads 0
+threads-huge --backend llama.cpp:CPU --threads 5000
+threads-on-cpu --backend cpu --threads 2
+flash-on-vulkan --backend vulkan --flash-attn on
+empty-device --backend llama.cpp:
+device-flag --backend llama.cpp --device 0
+inject --backend llama.cpp:CPU --inject rope-base
+split-on-cpu --backend llama.cpp:CPU --gpu-layers 1
+gpu-layers-on-cpu-backend --backend cpu --gpu-layers 1
+EOF
+expect 2 "unknown device" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp:Vulkan7
+ok "one line listing the devices" one_error_line "no device 'Vulkan7'; this llama.cpp has .*CPU ("
+
+# no llama.cpp where we are told to look, or not a llama.cpp there
+expect 3 "no library" -- env DIVERGE_LLAMA_CPP_LIBDIR=/nonexistent "$D" run "$T/tiny-f32.gguf" \
+    --backend llama.cpp
+ok "one line naming the directory" one_error_line "llama.cpp: no libllama.so in /nonexistent"
+mkdir -p "$T/notllama" "$T/junk"
+ln -s "$(ldconfig -p | sed -n 's/.*libm.so.6 (libc6,x86-64) => //p' | head -n 1)" \
+    "$T/notllama/libllama.so"
+expect 3 "a library without llama.cpp's functions" -- env DIVERGE_LLAMA_CPP_LIBDIR="$T/notllama" \
+    "$D" run "$T/tiny-f32.gguf" --backend llama.cpp
+ok "one line naming the function" one_error_line "notllama/libllama.so has no function llama_"
+echo "not a library" >"$T/junk/libllama.so"
+expect 3 "a file that is not a library" -- env DIVERGE_LLAMA_CPP_LIBDIR="$T/junk" \
+    "$D" run "$T/tiny-f32.gguf" --backend llama.cpp
+ok "one line: cannot load" one_error_line "cannot load $T/junk/libllama.so"
+finish
