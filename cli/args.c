@@ -94,6 +94,12 @@ dv_status dv_parse_act_quant(const char *s, int *out)
     return dv_fail(DV_E_USAGE, "--act-quant '%s': none, auto, q8_0, q8_1, q8_K or f16", s);
 }
 
+dv_status dv_parse_attn_quant(const char *s, int *out)
+{
+    if ((*out = dv_attn_quant_from_name(s)) >= 0) return DV_OK;
+    return dv_fail(DV_E_USAGE, "--attn-quant '%s': auto, none, q or qp", s);
+}
+
 dv_status dv_parse_kv_type(const char *s, int *out)
 {
     const int t = dv_type_from_name(s);

@@ -22,7 +22,7 @@
 struct bisect_cli {
     const char *model, *prompt, *tokens, *passes, *inject, *keep, *policy, *out, *device;
     int test, ref, oracle;
-    int act_quant, kv_type; /* kv_type -1: the test backend's default */
+    int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
     bool json, no_split, validation;
 };
 
@@ -33,7 +33,7 @@ static void bisect_help(void)
            "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
            "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split]\n"
            "                      [--format text|json] [-o FILE] [--device D] [--validation]\n"
-           "                      [--act-quant M] [--kv-type T]\n\n"
+           "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n\n"
            "Run the test backend, the reference and the oracle live on the same tokens,\n"
            "pass by pass, and stop at the first pass with a tensor beyond the noise\n"
            "floor (where the error shows). Then replay each op of that layer alone on\n"
@@ -63,6 +63,8 @@ static void bisect_help(void)
            "  --act-quant M   the arithmetic the test engine declares, emulated by the\n"
            "                  reference and the oracle (see diverge run --help): none\n"
            "                  (default), auto, q8_0, q8_1, q8_K or f16\n"
+           "  --attn-quant A  the attention rounding the test declares (diverge run\n"
+           "                  --help): auto (default), none, q or qp\n"
            "  --kv-type T     KV cache type of all three engines: f32 (default for\n"
            "                  vulkan, which takes only f32), f16 or q8_0\n\n"
            "Exit status: 0 no divergence above the noise floor, 1 diverged, 2 bad usage\n"
@@ -87,6 +89,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
+        {"attn-quant", required_argument, 0, 'Q'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
                              .oracle = DV_BACKEND_CPU_F64, .kv_type = -1};
@@ -125,6 +128,9 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         case 'C': o->validation = true; break;
         case 'A':
             if (dv_parse_act_quant(optarg, &o->act_quant)) return dv_report(DV_E_USAGE);
+            break;
+        case 'Q':
+            if (dv_parse_attn_quant(optarg, &o->attn_quant)) return dv_report(DV_E_USAGE);
             break;
         case 'K':
             if (dv_parse_kv_type(optarg, &o->kv_type)) return dv_report(DV_E_USAGE);
@@ -189,7 +195,8 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
     struct dv_bisect_opts bo = {.model_path = o->model, .test = o->test, .ref = o->ref,
                                 .oracle = o->oracle, .device = o->device,
                                 .validation = o->validation, .keep_dir = o->keep,
-                                .act_quant = o->act_quant, .kv_type = o->kv_type,
+                                .act_quant = o->act_quant, .attn_quant = o->attn_quant,
+                                .kv_type = o->kv_type,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
                                 .inject = {DV_FAULT_NONE, -1}};
     dv_status s = get_run(o, m, &toks, &n_tok, &sched, &n_pass);

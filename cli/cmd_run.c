@@ -25,7 +25,7 @@
 struct run_opts {
     const char *model, *prompt, *tokens, *passes;
     int backend, generate, top_k;
-    int act_quant, kv_type; /* declared arithmetic; kv_type -1: the backend's default */
+    int act_quant, attn_quant, kv_type; /* declared arithmetic; kv_type -1: the backend's default */
     bool go_past_bos; /* --no-stop-at-bos */
     const char *dump; /* --dump FILE */
     const char *device, *inject; /* --device, --inject (vulkan); llama.cpp:DEVICE */
@@ -42,6 +42,7 @@ static void run_help(void)
     printf("usage: diverge run MODEL.gguf [--backend cpu|cpu-f64|vulkan|llama.cpp[:DEVICE]]\n"
            "                  [--tokens ID,ID,... | --prompt TEXT] [--passes N,N,...]\n"
            "                  [--generate N] [--top-k K] [--act-quant M] [--kv-type T]\n"
+           "                  [--attn-quant A]\n"
            "                  [--dump OUT.h5 [--select GLOB]... [--layers L] [--dump-passes P]\n"
            "                                 [--compress]]\n"
            "                  [--device D] [--gpu-layers N] [--inject F[@L]] [--validation]\n"
@@ -66,14 +67,18 @@ static void run_help(void)
            "                  matmul input as an engine does (llama.cpp's CPU backend\n"
            "                  quantizes it block by block, bit-exact here). none (default,\n"
            "                  exact f32); auto: per weight type as ggml-cpu (q8_0 for\n"
-           "                  q8_0/q4_0, q8_K for k-quants, f16 for f16, bf16 for bf16,\n"
-           "                  none for f32); q8_0, q8_1, q8_K or f16: that, every matmul\n"
+           "                  q8_0/q4_0, q8_K for k-quants, none for f16 (llamafile's\n"
+           "                  sgemm), bf16 for bf16, none for f32); q8_0, q8_1, q8_K or f16: that, every matmul\n"
            "  --kv-type T     KV cache type: f32 (default; llama.cpp's default is f16),\n"
            "                  f16 or q8_0 (head_dim %% 32 == 0). k_rope and v are dumped\n"
            "                  unrounded; unless --act-quant is none, q is rounded for\n"
            "                  the scores as the cache type's product wants (f16 or q8_0)\n"
            "                  and, with f16, the probabilities for x V (flash attention\n"
            "                  is not emulated). vulkan takes neither option\n"
+           "  --attn-quant A  how the attention products round q and the probabilities\n"
+           "                  to the cache's type: auto (default: both unless --act-quant\n"
+           "                  is none, as ggml's CPU), none, q (q only: ggml's Vulkan\n"
+           "                  backend on lavapipe) or qp (both)\n"
            "  --dump OUT.h5   write every named tensor of every pass to OUT.h5 (HDF5,\n"
            "                  schema diverge-dump(5)); written under a temporary name\n"
            "                  and renamed when complete\n"
@@ -115,6 +120,7 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         {"gpu-layers", required_argument, 0, 'G'}, {"inject", required_argument, 0, 'I'},
         {"validation", no_argument, 0, 'C'},    {"no-stop-at-bos", no_argument, 0, 'B'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
+        {"attn-quant", required_argument, 0, 'Q'},
         {"flash-attn", required_argument, 0, 'F'}, {"threads", required_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     bool filtered = false;
@@ -186,6 +192,9 @@ static int parse_run_opts(int argc, char **argv, struct run_opts *o)
         case 'B': o->go_past_bos = true; break;
         case 'A':
             if (dv_parse_act_quant(optarg, &o->act_quant)) return dv_report(DV_E_USAGE);
+            break;
+        case 'Q':
+            if (dv_parse_attn_quant(optarg, &o->attn_quant)) return dv_report(DV_E_USAGE);
             break;
         case 'K':
             if (dv_parse_kv_type(optarg, &o->kv_type)) return dv_report(DV_E_USAGE);
@@ -440,7 +449,8 @@ static dv_status start_dump(const struct run_opts *o, const struct dv_model *m,
     dv_guard_temp(dv_dump_temp_path(sink->dump));
     char device[192], driver[512];
     dv_engine_describe(e, device, sizeof device, driver, sizeof driver);
-    s = dv_dump_describe(sink->dump, m, device, driver, inject, o->act_quant, o->kv_type);
+    const struct dv_arith a = dv_engine_arith(e);
+    s = dv_dump_describe(sink->dump, m, device, driver, inject, &a);
     return s ? s : dv_dump_engine_attrs(sink->dump, e);
 }
 
@@ -483,6 +493,7 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
                                 .device = o->device, .validation = o->validation,
                                 .gpu_layers = o->gpu_layers, .inject = inj.fault,
                                 .inject_layer = inj.layer, .act_quant = o->act_quant,
+                                .attn_quant = o->attn_quant,
                                 .kv_type = o->kv_type, .flash_attn = o->flash_attn,
                                 .n_threads = o->n_threads};
     if (!s) s = dv_engine_open(m, o->backend, &eo, &e);
@@ -501,11 +512,14 @@ static dv_status run(const struct run_opts *o, struct dv_model *m, int32_t **tok
         printf(" on %s (%s)\n", device, driver);
         put_split(o, c);
         if (inject[0]) printf("inject   %s: %s\n", inject, dv_fault_doc(inj.fault));
-        if (o->act_quant != DV_ACTQ_NONE || o->kv_type != DV_TYPE_F32) {
-            char types[256];
-            dv_arith_describe(m, o->act_quant, types, sizeof types);
-            printf("arith    act-quant %s (%s), kv cache %s\n", dv_act_quant_name(o->act_quant),
-                   types, dv_type_name(o->kv_type));
+        const struct dv_arith a = dv_engine_arith(e);
+        if (a.act_quant != DV_ACTQ_NONE || a.kv_type != DV_TYPE_F32 ||
+            (a.attn_quant != DV_ATTNQ_AUTO && a.attn_quant != DV_ATTNQ_NONE)) {
+            char types[256] = "unknown";
+            if (a.act_quant >= 0) dv_arith_describe(m, a.act_quant, types, sizeof types);
+            printf("arith    act-quant %s (%s), attn-quant %s, kv cache %s\n",
+                   a.act_quant >= 0 ? dv_act_quant_name(a.act_quant) : "unknown", types,
+                   dv_attn_quant_name(a.attn_quant), dv_type_name(a.kv_type));
         }
         printf("tokens  ");
         for (int i = 0; i < n_tok; i++) printf(" %d", (*toks)[i]);

@@ -133,6 +133,7 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
      * oracle emulate the one given (arith.h) */
     struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = n_batch,
                                 .act_quant = which == SIDE_TEST ? DV_ACTQ_NONE : o->act_quant,
+                                .attn_quant = which == SIDE_TEST ? DV_ATTNQ_AUTO : o->attn_quant,
                                 .kv_type = o->kv_type};
     if (s->kind == DV_BACKEND_VULKAN) {
         eo.device = o->device;
@@ -154,8 +155,10 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
         unsigned flags = be->act_type == DV_TYPE_F64 ? DV_DUMP_FLOAT64 : 0;
         if ((st = dv_dump_create(s->path, be->name, flags, &s->sink.dump))) return st;
         if (o->guard) o->guard(dv_dump_temp_path(s->sink.dump));
+        const struct dv_arith a = dv_engine_arith(s->e);
         st = dv_dump_describe(s->sink.dump, m, device, driver, which == SIDE_TEST ? inject : "",
-                              eo.act_quant, eo.kv_type);
+                              &a);
+        if (!st) st = dv_dump_engine_attrs(s->sink.dump, s->e);
         if (st) return st;
         static const struct dv_dump_filter all = {0};
         s->sink.filter = &all;

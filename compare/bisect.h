@@ -40,6 +40,7 @@ struct dv_bisect_opts {
     int n_pass;
     struct dv_inject inject;    /* the test backend's fault (fault 0: none) */
     int act_quant;              /* the reference's and oracle's enum dv_act_quant */
+    int attn_quant;             /* theirs, enum dv_attn_quant */
     int kv_type;                /* every engine's KV cache type (DV_TYPE_F32 ...) */
     const char *device;         /* vulkan device selection, NULL default */
     bool validation;

@@ -157,6 +157,7 @@ struct dv_cmp_side {
     char path[4096];
     char backend[64], device[256], model[4096], model_sha256[72], inject[64];
     char act_quant[32], kv_type[16];
+    char act_types[256], attn_quant[8]; /* act_quant_types, attn_quant */
 };
 
 struct dv_cmp_result {
@@ -213,10 +214,10 @@ void dv_cmp_free(struct dv_cmp_result *c);
  * when the reference does not emulate it. Measured: llama.cpp's CPU
  * backend (8-bit activations, f16 KV cache) against the exact f64 logits
  * of llama.cpp-written files gives 0.011 (q8_0) to 0.017 (q4_k_m) on
- * logits, and at most 0.03 on any tensor of diverge's fixtures
- * (kq_softmax of the f16 cache); 0.05 leaves room for deeper models
+ * logits; on diverge's two-layer fixtures the worst tensor reaches 0.055
+ * (tiny-q8_0) to 0.064 (tiny-q4_k). 0.15 leaves room for deeper models,
  * while a wrong RoPE base, mask or head map gives errors of order 1. */
-#define DV_CMP_DECLARED_BOUND 0.05
+#define DV_CMP_DECLARED_BOUND 0.15
 
 /* Attach to c (a comparison against ref) the declared arithmetic's own
  * error: exact is a float64 dump of ref's run that emulates nothing

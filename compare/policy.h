@@ -24,6 +24,8 @@
  *                                  failing isclose(atol, rtol)
  *   atol, rtol, rel_eps            the metrics' parameters
  *   oracle_m, oracle_floor         the noise-floor rule (below)
+ *   declared_m                     with an exact dump: the limit grows by
+ *                                  declared_m * rel_rms(ref, exact)
  *   ignore                         true: reported, never diverges
  *   nonfinite                      obsolete: "test" or "any" is accepted
  *                                  (older files load) and has no effect
@@ -53,6 +55,7 @@ struct dv_tolerance {
     double cos;                                     /* lower limit */
     struct dv_metric_opts metric;                   /* atol, rtol, rel_eps */
     double oracle_m, oracle_floor;
+    double declared_m; /* share of err(ref, exact) allowed on top (compare --exact) */
     bool ignore;
 };
 

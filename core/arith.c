@@ -365,7 +365,12 @@ static int vec_dot_type(int wtype)
 int dv_arith_act_type(int aq, int wtype)
 {
     switch (aq) {
-    case DV_ACTQ_AUTO: return vec_dot_type(wtype);
+    /* f16 weights: ggml-cpu first offers a product with contiguous f32
+     * activations to llamafile's sgemm, which multiplies f16 by f32 on
+     * x86 (measured: llama.cpp's CPU on tiny-f16 matches the exact product,
+     * 2e-4 away from the f16-rounded one); the attention products, whose
+     * q and probabilities are views, take vec_dot_type (q8_0, f16) */
+    case DV_ACTQ_AUTO: return wtype == DV_TYPE_F16 ? DV_TYPE_F32 : vec_dot_type(wtype);
     case DV_ACTQ_Q8_0: return DV_TYPE_Q8_0;
     case DV_ACTQ_Q8_1: return DV_TYPE_Q8_1;
     case DV_ACTQ_Q8_K: return DV_TYPE_Q8_K;
@@ -374,14 +379,22 @@ int dv_arith_act_type(int aq, int wtype)
     }
 }
 
-int dv_arith_q_type(int aq, int kv)
+int dv_arith_q_type(int aq, int attnq, int kv)
 {
-    return aq == DV_ACTQ_NONE ? DV_TYPE_F32 : vec_dot_type(kv);
+    const bool round = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq != DV_ATTNQ_NONE;
+    return round ? vec_dot_type(kv) : DV_TYPE_F32;
 }
 
-int dv_arith_p_type(int aq, int kv)
+int dv_arith_p_type(int aq, int attnq, int kv)
 {
-    return aq != DV_ACTQ_NONE && kv == DV_TYPE_F16 ? DV_TYPE_F16 : DV_TYPE_F32;
+    const bool round = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq == DV_ATTNQ_QP;
+    return round && kv == DV_TYPE_F16 ? DV_TYPE_F16 : DV_TYPE_F32;
+}
+
+const char *dv_arith_attn_name(int aq, int attnq, int kv)
+{
+    if (dv_arith_q_type(aq, attnq, kv) == DV_TYPE_F32) return "none";
+    return dv_arith_p_type(aq, attnq, kv) == DV_TYPE_F32 ? "q" : "qp";
 }
 
 bool dv_arith_kv_ok(int t)

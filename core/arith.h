@@ -87,8 +87,12 @@ int dv_arith_act_type(int aq, int wtype);
  * q8_0 -> q8_0 (per head row: head_dim % 32 == 0). The probabilities (for
  * x V): f16 -> f16, otherwise exact (llama.cpp takes a q8_0 V cache only
  * with flash attention, which keeps them f32). Mode NONE: both exact. */
-int dv_arith_q_type(int aq, int kv);
-int dv_arith_p_type(int aq, int kv);
+int dv_arith_q_type(int aq, int attnq, int kv);
+int dv_arith_p_type(int aq, int attnq, int kv);
+/* What the attention products round in effect, as a dump records it:
+ * "none", "q" (q only) or "qp" (q and the probabilities); modes that round
+ * the same (auto, or qp with a q8_0 cache) give the same name. */
+const char *dv_arith_attn_name(int aq, int attnq, int kv);
 
 /* Can rows of n values be rounded to type t (n a multiple of its block
  * size)? DV_E_USAGE naming `what` and the mode when not. */

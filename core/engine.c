@@ -37,6 +37,23 @@ static const char *const act_quant_names[DV_ACTQ_COUNT] = {
     [DV_ACTQ_Q8_1] = "q8_1", [DV_ACTQ_Q8_K] = "q8_K", [DV_ACTQ_F16] = "f16",
 };
 
+static const char *const attn_quant_names[DV_ATTNQ_COUNT] = {
+    [DV_ATTNQ_AUTO] = "auto", [DV_ATTNQ_NONE] = "none", [DV_ATTNQ_Q] = "q",
+    [DV_ATTNQ_QP] = "qp",
+};
+
+const char *dv_attn_quant_name(int m)
+{
+    return m >= 0 && m < DV_ATTNQ_COUNT ? attn_quant_names[m] : "?";
+}
+
+int dv_attn_quant_from_name(const char *s)
+{
+    for (int k = 0; k < DV_ATTNQ_COUNT; k++)
+        if (!strcmp(attn_quant_names[k], s)) return k;
+    return -1;
+}
+
 const char *dv_act_quant_name(int aq)
 {
     return aq >= 0 && aq < DV_ACTQ_COUNT ? act_quant_names[aq] : "?";
@@ -72,6 +89,8 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
                        opts.n_ctx, opts.n_batch);
     if (opts.act_quant < 0 || opts.act_quant >= DV_ACTQ_COUNT)
         return dv_fail(DV_E_USAGE, "unknown activation quantization mode %d", opts.act_quant);
+    if (opts.attn_quant < 0 || opts.attn_quant >= DV_ATTNQ_COUNT)
+        return dv_fail(DV_E_USAGE, "unknown attention rounding mode %d", opts.attn_quant);
     if (!dv_arith_kv_ok(opts.kv_type))
         return dv_fail(DV_E_USAGE, "KV cache type %s (%d): f32, f16 or q8_0",
                        dv_type_name(opts.kv_type), opts.kv_type);
@@ -231,6 +250,13 @@ void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
                         char *driver, size_t rcap)
 {
     e->be->describe(e->impl, device, dcap, driver, rcap);
+}
+
+struct dv_arith dv_engine_arith(const struct dv_engine *e)
+{
+    struct dv_arith a = {e->opts.act_quant, e->opts.attn_quant, e->opts.kv_type};
+    if (e->be->arith) e->be->arith(e->impl, &a);
+    return a;
 }
 
 const struct dv_backend_attr *dv_engine_attrs(const struct dv_engine *e, int *n)

@@ -52,6 +52,7 @@ struct dv_engine_opts {
     /* Declared arithmetic. The cpu backends emulate it (bit-exact to
      * ggml's row quantizers); an engine backend passes kv_type through. */
     int act_quant; /* enum dv_act_quant; 0 (none) by default */
+    int attn_quant; /* enum dv_attn_quant; 0 (auto) by default */
     int kv_type;   /* DV_TYPE_F32 (0, default), DV_TYPE_F16 or DV_TYPE_Q8_0 */
     /* llama.cpp only: */
     int flash_attn; /* 0 off (default: the attention core stays visible), 1 on */
@@ -71,6 +72,24 @@ enum dv_act_quant {
     DV_ACTQ_F16,
     DV_ACTQ_COUNT
 };
+/* How the attention products round their second operand, q for the
+ * scores and the probabilities for probabilities x V, to the cache's
+ * vec_dot_type (f16 for an f16 cache, q8_0 per head row for q8_0):
+ * AUTO as ggml's CPU backend (both, unless act_quant is none), NONE
+ * neither, Q only q (ggml's Vulkan backend on lavapipe, which converts the
+ * permuted q view to f16 but reads the probabilities as f32), QP both. */
+enum dv_attn_quant {
+    DV_ATTNQ_AUTO,
+    DV_ATTNQ_NONE,
+    DV_ATTNQ_Q,
+    DV_ATTNQ_QP,
+    DV_ATTNQ_COUNT
+};
+/* "auto", "none", "q", "qp"; "?" out of range. */
+const char *dv_attn_quant_name(int m);
+/* The mode named s, or -1. */
+int dv_attn_quant_from_name(const char *s);
+
 /* "none", "auto", "q8_0", "q8_1", "q8_K", "f16"; "?" out of range. */
 const char *dv_act_quant_name(int aq);
 /* The mode named s, or -1. */
@@ -83,6 +102,17 @@ struct dv_pass {
     int n_tokens;
     const int32_t *tokens; /* borrowed */
 };
+
+/* Declared arithmetic as a dump records it (act_quant, attn_quant and
+ * kv_type attributes, diverge-dump(5)). act_quant -1: not known (an engine
+ * backend on a device whose rounding diverge has not measured). */
+struct dv_arith {
+    int act_quant;  /* enum dv_act_quant, -1 unknown */
+    int attn_quant; /* enum dv_attn_quant */
+    int kv_type;    /* DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_Q8_0 */
+};
+/* The exact arithmetic: none, none, f32. */
+#define DV_ARITH_EXACT ((struct dv_arith){DV_ACTQ_NONE, DV_ATTNQ_NONE, DV_TYPE_F32})
 
 /* One backend fact (struct dv_backend's attrs). Keys are 1..63 bytes of
  * [A-Za-z0-9_.-] and never a key of the dump schema. */
@@ -115,6 +145,10 @@ struct dv_backend {
      * dump's root attributes. Returns the array and sets *n; array and
      * strings belong to impl and live as long as it. */
     const struct dv_backend_attr *(*attrs)(void *impl, int *n);
+    /* The arithmetic the engine is known to compute (struct dv_arith),
+     * for an engine diverge does not write; NULL: what the options say
+     * (the cpu backends emulate them, vulkan computes exact f32). */
+    void (*arith)(void *impl, struct dv_arith *a);
 };
 
 extern const struct dv_backend dv_backend_cpu;
@@ -153,6 +187,9 @@ const struct dv_backend *dv_engine_backend(const struct dv_engine *e);
 /* The backend's device and driver descriptions (see struct dv_backend). */
 void dv_engine_describe(const struct dv_engine *e, char *device, size_t dcap,
                         char *driver, size_t rcap);
+/* The arithmetic engine e computes (struct dv_backend's arith). */
+struct dv_arith dv_engine_arith(const struct dv_engine *e);
+
 /* The backend's own facts (struct dv_backend's attrs), borrowed from the
  * engine; *n = 0 and NULL for a backend without any. */
 const struct dv_backend_attr *dv_engine_attrs(const struct dv_engine *e, int *n);

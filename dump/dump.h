@@ -49,11 +49,13 @@ bool dv_dump_filter_tensor(const struct dv_dump_filter *f, const char *name,
  * driver, inject (fault name, "" for none), and the engine's declared
  * arithmetic (arith.h): act_quant (the mode's name, enum dv_act_quant),
  * act_quant_types (what it resolves to per weight type of m,
- * dv_arith_describe: "f32=none,q8_0=q8_0") and kv_type ("f32", "f16",
- * "q8_0"). */
+ * dv_arith_describe: "f32=none,q8_0=q8_0"), attn_quant (enum
+ * dv_attn_quant) and kv_type ("f32", "f16", "q8_0"), from arith (NULL:
+ * the exact arithmetic; act_quant -1 is written "unknown"). */
+struct dv_arith;
 dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
                            const char *device, const char *driver,
-                           const char *inject, int act_quant, int kv_type);
+                           const char *inject, const struct dv_arith *arith);
 
 /* The engine's own facts (dv_engine_attrs: a backend's release, its names
  * for the device ...) as root attributes of d. DV_E_USAGE for a key the

@@ -93,21 +93,24 @@ dv_status dv_sha256_file(const char *path, char hex[65])
 
 dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
                            const char *device, const char *driver,
-                           const char *inject, int act_quant, int kv_type)
+                           const char *inject, const struct dv_arith *arith)
 {
+    const struct dv_arith a = arith ? *arith : DV_ARITH_EXACT;
     const struct dv_config *c = &m->cfg;
     char sha[65];
     dv_status s = dv_sha256_file(m->path, sha);
     if (s) return s;
-    char types[512];
-    dv_arith_describe(m, act_quant, types, sizeof types);
+    char types[512] = "unknown";
+    if (a.act_quant >= 0) dv_arith_describe(m, a.act_quant, types, sizeof types);
     char *abs = realpath(m->path, NULL);
     const struct { const char *k; const char *v; } strs[] = {
         {"arch", c->arch}, {"rope_type", c->rope_mode == DV_ROPE_NEOX ? "neox" : "norm"},
         {"model_path", abs ? abs : m->path}, {"model_sha256", sha},
         {"device", device ? device : ""}, {"driver", driver ? driver : ""},
-        {"inject", inject ? inject : ""}, {"act_quant", dv_act_quant_name(act_quant)},
-        {"act_quant_types", types}, {"kv_type", dv_type_name(kv_type)}};
+        {"inject", inject ? inject : ""},
+        {"act_quant", a.act_quant >= 0 ? dv_act_quant_name(a.act_quant) : "unknown"},
+        {"act_quant_types", types}, {"attn_quant", dv_arith_attn_name(a.act_quant < 0 ? DV_ACTQ_AUTO : a.act_quant, a.attn_quant, a.kv_type)},
+        {"kv_type", dv_type_name(a.kv_type)}};
     const struct { const char *k; int64_t v; } ints[] = {
         {"n_vocab", c->n_vocab}, {"n_embd", c->d_model}, {"n_layer", c->n_layer},
         {"n_head", c->n_head}, {"n_head_kv", c->n_head_kv}, {"head_dim", c->head_dim},

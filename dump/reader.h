@@ -96,6 +96,7 @@ struct dv_reader_arith {
     char act_quant[32];        /* "none", "auto", "q8_0", "q8_1", "q8_K", "f16" */
     char act_quant_types[256]; /* per weight type: "f32=none,q8_0=q8_0" */
     char kv_type[16];          /* "f32", "f16", "q8_0" */
+    char attn_quant[8];        /* "none", "q", "qp"; "" when absent */
 };
 void dv_reader_arith(const struct dv_reader *r, struct dv_reader_arith *out); /* reader_arith.c */
 

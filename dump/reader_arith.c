@@ -14,4 +14,5 @@ void dv_reader_arith(const struct dv_reader *r, struct dv_reader_arith *out)
     snprintf(out->act_quant_types, sizeof out->act_quant_types, "%s",
              dv_reader_str(r, "act_quant_types"));
     snprintf(out->kv_type, sizeof out->kv_type, "%s", dv_reader_str(r, "kv_type"));
+    snprintf(out->attn_quant, sizeof out->attn_quant, "%s", dv_reader_str(r, "attn_quant"));
 }

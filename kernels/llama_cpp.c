@@ -566,6 +566,22 @@ static void lc_describe(void *impl, char *device, size_t dcap, char *driver, siz
     snprintf(driver, rcap, "%s", s->driver);
 }
 
+/* What llama.cpp computes on its device, as measured with this release
+ * (tests/integration/llama_cpp.sh): ggml's CPU backend rounds the second
+ * operand of every product to its vec_dot_type (act_quant auto, attention
+ * as the cache type wants); its Vulkan backend on lavapipe computes the
+ * weight products in f32 (measured) but rounds inside the attention
+ * products in a way not characterised yet (q to f16 alone does not explain
+ * attn_out). Other devices, and a model split between two: unknown. */
+static void lc_arith(void *impl, struct dv_arith *a)
+{
+    const struct lcpp *s = impl;
+    a->kv_type = s->type_kv;
+    a->attn_quant = DV_ATTNQ_AUTO;
+    a->act_quant = -1;
+    if (s->on_cpu || s->n_gpu_layers == 0) a->act_quant = DV_ACTQ_AUTO;
+}
+
 static const struct dv_backend_attr *lc_attrs(void *impl, int *n)
 {
     struct lcpp *s = impl;
@@ -582,4 +598,5 @@ const struct dv_backend dv_backend_llama_cpp = {
     .free = lc_free,
     .describe = lc_describe,
     .attrs = lc_attrs,
+    .arith = lc_arith,
 };

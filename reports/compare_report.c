@@ -41,7 +41,8 @@ static void arith_of(const struct dv_cmp_side *s, char *buf, size_t size)
     if (!s->act_quant[0] && !s->kv_type[0])
         snprintf(buf, size, "undeclared arithmetic");
     else
-        snprintf(buf, size, "act_quant %s, kv_type %s", s->act_quant[0] ? s->act_quant : "?",
+        snprintf(buf, size, "act_quant %s, attn_quant %s, kv_type %s",
+                 s->act_quant[0] ? s->act_quant : "?", s->attn_quant[0] ? s->attn_quant : "?",
                  s->kv_type[0] ? s->kv_type : "?");
 }
 
@@ -58,8 +59,9 @@ static void declared_why(const struct dv_cmp_result *c, char *buf, size_t size)
         snprintf(buf, size, "; explained by declared arithmetic: the test declares %s, the "
                  "reference %s, and every diverged tensor is within the %g that arithmetic "
                  "gives (worst %.3g): judge the rest against a reference that emulates it "
-                 "(diverge run --backend cpu and cpu-f64 --act-quant %s --kv-type %s)", t, r,
-                 DV_CMP_DECLARED_BOUND, c->worst_err, c->test.act_quant, c->test.kv_type);
+                 "(diverge run --backend cpu and cpu-f64 --act-quant %s --attn-quant %s "
+                 "--kv-type %s)", t, r, DV_CMP_DECLARED_BOUND, c->worst_err, c->test.act_quant,
+                 c->test.attn_quant[0] ? c->test.attn_quant : "auto", c->test.kv_type);
     else
         snprintf(buf, size, "; the test also declares other arithmetic (%s; the reference "
                  "%s), but that explains errors up to %g, not %.3g", t, r,
@@ -412,10 +414,11 @@ int dv_cmp_report_text(FILE *f, const struct dv_cmp_result *c, bool all, bool co
 
 static json_t *jside(const struct dv_cmp_side *s)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path, "backend",
-                     s->backend, "device", s->device, "model", s->model, "model_sha256",
-                     s->model_sha256, "inject", s->inject, "act_quant", s->act_quant,
-                     "kv_type", s->kv_type);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path", s->path,
+                     "backend", s->backend, "device", s->device, "model", s->model,
+                     "model_sha256", s->model_sha256, "inject", s->inject, "act_quant",
+                     s->act_quant, "act_quant_types", s->act_types, "attn_quant",
+                     s->attn_quant, "kv_type", s->kv_type);
 }
 
 static json_t *jrow(const struct dv_cmp_result *c, const struct dv_cmp_row *w)

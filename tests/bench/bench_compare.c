@@ -53,7 +53,7 @@ static dv_status make_dump(struct dv_model *m, int backend, const int *sched, in
     dv_status s = dv_engine_open(m, backend, &o, &e);
     if (!s) s = dv_dump_create(path, dv_backend_name(backend),
                                backend == DV_BACKEND_CPU_F64 ? DV_DUMP_FLOAT64 : 0, &sink.dump);
-    if (!s) s = dv_dump_describe(sink.dump, m, "bench", "bench", "", DV_ACTQ_NONE, DV_TYPE_F32);
+    if (!s) s = dv_dump_describe(sink.dump, m, "bench", "bench", "", NULL);
     struct dv_hook h = dv_dump_hook(&sink);
     for (int i = 0, pos = 0; !s && i < n_pass; pos += sched[i++])
         s = dv_engine_forward(e, toks + pos, sched[i], pos, &h);

@@ -295,8 +295,7 @@ static int bench_run_dump(struct ctx *x)
         struct dv_hook h = dv_dump_hook(&sink);
         dv_status s = dv_dump_create(x->hooked, "cpu", 0, &sink.dump);
         if (!s)
-            s = dv_dump_describe(sink.dump, x->m, "bench", "bench", "", DV_ACTQ_NONE,
-                                 DV_TYPE_F32);
+            s = dv_dump_describe(sink.dump, x->m, "bench", "bench", "", NULL);
         t_desc[r] = bench_now() - t0;
         double t_fwd = 0;
         if (!s) s = run_schedule(x->e, &x->s, &h, &t_fwd);

@@ -44,12 +44,15 @@ check() {
     fi
 }
 
-# run_dump MODEL BACKEND OUT [ARGS...]: the 13-token schedule into OUT
+# run_dump MODEL BACKEND OUT [ARGS...]: the 13-token schedule into OUT;
+# llama.cpp with an f32 cache (its own default f16 is tested below, as
+# declared arithmetic), unless ARGS name one
 run_dump() {
-    local m=$1 b=$2 out=$3
+    local m=$1 b=$2 out=$3 kv=()
     shift 3
+    [[ $b == llama.cpp* && " $* " != *" --kv-type "* ]] && kv=(--kv-type f32)
     expect 0 "$(basename "$m") on $b" -- "$D" run "$m" --backend "$b" --tokens $TOKS \
-        --passes $SCHED --dump "$out" "$@"
+        --passes $SCHED --dump "$out" "${kv[@]}" "$@"
 }
 
 for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
@@ -75,6 +78,25 @@ for m in tiny-f32 stories; do
     expect 0 "$m: llama.cpp CPU agrees with cpu under the oracle" -- \
         "$D" compare "$T/$m-lc.h5" "$T/$m-cpu.h5" --oracle "$T/$m-f64.h5"
 done
+# llama.cpp's own arithmetic on its CPU: its default f16 cache and, on
+# quantized weights, 8-bit activations. Against a reference and an oracle
+# that emulate it (--act-quant auto --kv-type f16), with the exact f64 run
+# for the declared share, every model agrees: no false alarm. Against the
+# exact reference the same dump diverges, and the verdict says that the
+# declared arithmetic explains it.
+for m in tiny-f32 tiny-f16 tiny-q8_0 tiny-q4_0 tiny-q4_k tiny-q6_k stories mini; do
+    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lcd.h5" --threads 1 --kv-type f16
+    for b in cpu cpu-f64; do
+        run_dump "$T/$m.gguf" $b "$T/$m-$b-emu.h5" --act-quant auto --kv-type f16
+    done
+    [ -f "$T/$m-f64.h5" ] || run_dump "$T/$m.gguf" cpu-f64 "$T/$m-f64.h5"
+    expect 0 "$m: llama.cpp CPU agrees with the emulated reference" -- "$D" compare \
+        "$T/$m-lcd.h5" "$T/$m-cpu-emu.h5" --oracle "$T/$m-cpu-f64-emu.h5" --exact "$T/$m-f64.h5"
+    ok "$m: the report shows the declared share" grep -q "err(ref, exact)  declared" "$T/out"
+    expect 1 "$m: against the exact reference it diverges" -- "$D" compare \
+        "$T/$m-lcd.h5" "$T/$m-cpu.h5" --oracle "$T/$m-f64.h5"
+    ok "$m: explained by declared arithmetic" grep -q "explained by declared arithmetic" "$T/out"
+done
 # a wrong RoPE base: the first divergence is the first rope tensor
 DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/tiny-f32.gguf" llama.cpp:CPU "$T/rope.h5"
 ok "the run says the base is overridden" grep -q "RoPE base overridden to 5000" "$T/out"
@@ -96,7 +118,8 @@ ok "one line naming the variable" one_error_line DIVERGE_LLAMA_CPP_ROPE_BASE
 # quantization alone is 1.3e-4 from exact). So: max |a-b| <= 1e-5,
 # nmse <= 1e-10, the same top-1 token at every position.
 expect 0 "mini-llama, one pass on llama.cpp CPU" -- "$D" run "$T/mini.gguf" \
-    --backend llama.cpp:CPU --tokens 1,9038,2501,263,931 --dump "$T/mini1.h5" --threads 1
+    --backend llama.cpp:CPU --tokens 1,9038,2501,263,931 --dump "$T/mini1.h5" --threads 1 \
+    --kv-type f32
 ok "logits as llama.cpp's own run" "$PY" - "$T/mini1.h5" \
     "$FX/data/mini-llama-q8_0.llamacpp-logits.bin" <<'EOF'
 import sys, h5py, numpy as np

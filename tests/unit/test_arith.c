@@ -400,10 +400,11 @@ static void test_f64_same_grid(void **state)
 
 static void test_tables(void **state)
 {
-    /* auto: ggml-cpu's vec_dot_type (type_traits_cpu in ggml-cpu.c) */
+    /* auto: ggml-cpu's vec_dot_type (type_traits_cpu in ggml-cpu.c), but
+     * f16 weights take llamafile's sgemm with f32 activations (arith.c) */
     const int w[] = {DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q4_0,
                      DV_TYPE_Q4_1, DV_TYPE_Q4_K, DV_TYPE_Q6_K, DV_TYPE_IQ4_XS, DV_TYPE_IQ4_NL};
-    const int a[] = {DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q8_0,
+    const int a[] = {DV_TYPE_F32, DV_TYPE_F32, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q8_0,
                      DV_TYPE_Q8_1, DV_TYPE_Q8_K, DV_TYPE_Q8_K, DV_TYPE_Q8_K, DV_TYPE_Q8_0};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         assert_int_equal(dv_arith_act_type(DV_ACTQ_AUTO, w[i]), a[i]);
@@ -411,13 +412,22 @@ static void test_tables(void **state)
         assert_int_equal(dv_arith_act_type(DV_ACTQ_Q8_1, w[i]), DV_TYPE_Q8_1);
         assert_int_equal(dv_arith_act_type(DV_ACTQ_F16, w[i]), DV_TYPE_F16);
     }
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_Q8_0);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_TYPE_F32), DV_TYPE_F32);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_F16, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_F32);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F16);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_Q8_0);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F32), DV_TYPE_F32);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F32);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_F16, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F16);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_F32);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F32);
+    /* the explicit modes, whatever act_quant says: q only (ggml's Vulkan
+     * backend), both, neither */
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F16), DV_TYPE_F16);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F16), DV_TYPE_F32);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_QP, DV_TYPE_F16), DV_TYPE_F16);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_QP, DV_TYPE_F16), DV_TYPE_F16);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
+    assert_int_equal(dv_arith_p_type(DV_ACTQ_AUTO, DV_ATTNQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
+    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F32), DV_TYPE_F32);
     assert_true(dv_arith_kv_ok(DV_TYPE_F16) && !dv_arith_kv_ok(DV_TYPE_Q4_0));
     assert_int_equal(dv_act_quant_from_name("q8_k"), DV_ACTQ_Q8_K);
     assert_int_equal(dv_act_quant_from_name("q8_K"), DV_ACTQ_Q8_K);
