@@ -24,6 +24,7 @@ struct bisect_cli {
     int test, ref, oracle;
     int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
     bool json, no_split, validation;
+    bool arith_given; /* --act-quant or --attn-quant: else the test's declared one */
 };
 
 static void bisect_help(void)
@@ -40,7 +41,11 @@ static void bisect_help(void)
            "the test backend with the reference's inputs (where it starts), search\n"
            "--gpu-layers for the first layer that makes the final logits diverge, and\n"
            "print a verdict.\n\n"
-           "  --test B        the backend under test: vulkan (default)\n"
+           "  --test B        the backend under test: vulkan (default; its ops are\n"
+           "                  replayed alone) or llama.cpp[:DEVICE] (llama.cpp itself:\n"
+           "                  where the error shows, not yet the op alone; the reference\n"
+           "                  and oracle emulate the arithmetic it declares unless\n"
+           "                  --act-quant/--attn-quant say otherwise)\n"
            "  --ref B         the reference: cpu (default, f32) or cpu-f64\n"
            "  --oracle B      cpu-f64 (default): noise floor err(test) <= m err(ref) +\n"
            "                  floor; none: the policy's fixed limits\n"
@@ -97,9 +102,14 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'T':
-            if (backend_arg(optarg, &o->test, false) || o->test != DV_BACKEND_VULKAN)
-                return dv_usage_error("bisect", "--test '%s': vulkan is the backend with a "
-                                      "single-op runner", optarg);
+            if (!strncmp(optarg, "llama.cpp:", 10) && optarg[10]) { /* llama.cpp:DEVICE */
+                o->test = DV_BACKEND_LLAMA_CPP;
+                o->device = optarg + 10;
+            } else if (backend_arg(optarg, &o->test, false) ||
+                       (o->test != DV_BACKEND_VULKAN && o->test != DV_BACKEND_LLAMA_CPP)) {
+                return dv_usage_error("bisect", "--test '%s': vulkan or llama.cpp[:DEVICE]",
+                                      optarg);
+            }
             break;
         case 'R':
             if (backend_arg(optarg, &o->ref, false) ||
@@ -128,9 +138,11 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         case 'C': o->validation = true; break;
         case 'A':
             if (dv_parse_act_quant(optarg, &o->act_quant)) return dv_report(DV_E_USAGE);
+            o->arith_given = true;
             break;
         case 'Q':
             if (dv_parse_attn_quant(optarg, &o->attn_quant)) return dv_report(DV_E_USAGE);
+            o->arith_given = true;
             break;
         case 'K':
             if (dv_parse_kv_type(optarg, &o->kv_type)) return dv_report(DV_E_USAGE);
@@ -197,6 +209,8 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
                                 .validation = o->validation, .keep_dir = o->keep,
                                 .act_quant = o->act_quant, .attn_quant = o->attn_quant,
                                 .kv_type = o->kv_type,
+                                .arith_from_test = !o->arith_given &&
+                                                   o->test == DV_BACKEND_LLAMA_CPP,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
                                 .inject = {DV_FAULT_NONE, -1}};
     dv_status s = get_run(o, m, &toks, &n_tok, &sched, &n_pass);

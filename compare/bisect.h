@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "compare.h"
+#include "engine.h"
 #include "fault.h"
 #include "model.h"
 #include "policy.h"
@@ -41,6 +42,8 @@ struct dv_bisect_opts {
     struct dv_inject inject;    /* the test backend's fault (fault 0: none) */
     int act_quant;              /* the reference's and oracle's enum dv_act_quant */
     int attn_quant;             /* theirs, enum dv_attn_quant */
+    bool arith_from_test;       /* instead: what the test engine declares
+                                   (dv_engine_arith; unknown: exact) */
     int kv_type;                /* every engine's KV cache type (DV_TYPE_F32 ...) */
     const char *device;         /* vulkan device selection, NULL default */
     bool validation;
@@ -120,6 +123,9 @@ struct dv_bisect_result {
     int wtype;                 /* the model's main weight type (blk.0 wq) */
     double run_s, replay_s, split_s;
     char verdict[1024];
+    int test_kind;             /* o->test */
+    bool replayable;           /* the test backend has a single-op runner */
+    struct dv_arith arith;     /* what the reference and oracle emulated */
 };
 
 /* Run the bisection of model m. DV_E_USAGE for bad options; DV_E_INPUT

@@ -949,6 +949,21 @@ dv_status dv_compare(const struct dv_reader *test, const struct dv_reader *ref,
     return DV_OK;
 }
 
+void dv_cmp_allow_declared(struct dv_cmp_row *w, double e)
+{
+    w->has_declared = true;
+    w->err_declared = e;
+    if (!w->has_oracle || w->m.mismatch ||
+        (w->status != DV_ROW_OK && w->status != DV_ROW_DIVERGED))
+        return;
+    w->ratio = 0;
+    w->why[0] = 0;
+    judge_oracle(w, NULL, NULL);
+    w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
+    if (!(w->ratio > 1)) w->why[0] = 0;
+    if (w->ratio > 1 && w->tol.ignore) snprintf(w->why, sizeof w->why, "ignored by the policy");
+}
+
 dv_status dv_cmp_add_exact(struct dv_cmp_result *c, const struct dv_reader *ref,
                            const struct dv_reader *exact, const struct dv_policy *p)
 {
@@ -984,16 +999,8 @@ dv_status dv_cmp_add_exact(struct dv_cmp_result *c, const struct dv_reader *ref,
     c->has_exact = true;
     /* judge again with the declared arithmetic's allowance (policy.h's
      * declared_m), and count again */
-    for (int i = 0; i < c->n_rows; i++) {
-        struct dv_cmp_row *w = &c->rows[i];
-        if (!w->has_declared || !w->has_oracle || w->m.mismatch) continue;
-        w->ratio = 0;
-        w->why[0] = 0;
-        judge_oracle(w, NULL, NULL);
-        w->status = w->ratio > 1 && !w->tol.ignore ? DV_ROW_DIVERGED : DV_ROW_OK;
-        if (!(w->ratio > 1)) w->why[0] = 0;
-        if (w->ratio > 1 && w->tol.ignore) snprintf(w->why, sizeof w->why, "ignored by the policy");
-    }
+    for (int i = 0; i < c->n_rows; i++)
+        if (c->rows[i].has_declared) dv_cmp_allow_declared(&c->rows[i], c->rows[i].err_declared);
     c->n_compared = c->n_diverged = c->n_shape = c->n_missing = 0;
     c->n_extra = c->n_skipped = c->n_broken = 0;
     count_rows(c);

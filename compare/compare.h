@@ -219,6 +219,12 @@ void dv_cmp_free(struct dv_cmp_result *c);
  * while a wrong RoPE base, mask or head map gives errors of order 1. */
 #define DV_CMP_DECLARED_BOUND 0.15
 
+/* Judge row w (already judged against an oracle) again with the declared
+ * arithmetic's allowance: err_declared = e = rel_rms(ref, exact), the
+ * limit m err_ref + floor + declared_m e (policy.h). A row with a
+ * non-finite mismatch or without an oracle stays as it is. */
+void dv_cmp_allow_declared(struct dv_cmp_row *w, double e);
+
 /* Attach to c (a comparison against ref) the declared arithmetic's own
  * error: exact is a float64 dump of ref's run that emulates nothing
  * (diverge run --backend cpu-f64 without --act-quant/--kv-type); each

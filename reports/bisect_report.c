@@ -38,12 +38,15 @@ static void header(FILE *f, const struct dv_bisect_header *h, const struct dv_bi
     fprintf(f, "test     %s%s%s\n", r->test_desc, r->inject[0] ? ", inject " : "", r->inject);
     fprintf(f, "ref      %s\n", r->ref_desc);
     fprintf(f, "oracle   %s\n", r->oracle_desc[0] ? r->oracle_desc : "none (the policy's fixed limits)");
-    if (o->act_quant != DV_ACTQ_NONE || o->kv_type != DV_TYPE_F32) {
+    const struct dv_arith *a = &r->arith;
+    if (a->act_quant != DV_ACTQ_NONE || a->kv_type != DV_TYPE_F32) {
         char types[256];
-        dv_arith_describe(h->m, o->act_quant, types, sizeof types);
-        fprintf(f, "arith    the reference and the oracle emulate act-quant %s (%s); KV cache "
-                "%s on all three\n", dv_act_quant_name(o->act_quant), types,
-                dv_type_name(o->kv_type));
+        dv_arith_describe(h->m, a->act_quant, types, sizeof types);
+        fprintf(f, "arith    the reference and the oracle emulate act-quant %s (%s), attention "
+                "rounding %s; KV cache %s on all three%s\n", dv_act_quant_name(a->act_quant),
+                types, dv_arith_attn_name(a->act_quant, a->attn_quant, a->kv_type),
+                dv_type_name(a->kv_type),
+                o->oracle >= 0 ? "; an exact cpu-f64 run gives each tensor its share" : "");
     }
     fprintf(f, "tokens   %d in passes ", o->n_tokens);
     for (int i = 0; i < o->n_pass; i++) fprintf(f, "%s%d", i ? "," : "", o->sched[i]);
@@ -93,6 +96,7 @@ static void first_divergence(FILE *f, const struct dv_bisect_result *r)
 
 static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
 {
+    if (!r->replayable) return; /* the verdict says why */
     const char *test = r->test_desc;
     fprintf(f, "\nop replay (where it starts): %s%d of pass %d, each op alone on %.*s with the "
             "reference's inputs\n", r->replay_layer >= 0 ? "layer " : "the output ops, ",
@@ -273,12 +277,16 @@ int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
         jsplit(r), "verdict", r->verdict, "diverged", r->first_pass >= 0, "seconds", "run",
         r->run_s, "replay", r->replay_s, "split", r->split_s);
     if (!root) return -1;
+    json_object_set_new(root, "replayable", json_boolean(r->replayable));
     char types[256];
-    dv_arith_describe(h->m, h->o->act_quant, types, sizeof types);
-    json_object_set_new(root, "arith", json_pack("{s:s, s:s, s:s}", "act_quant",
-                                                 dv_act_quant_name(h->o->act_quant),
-                                                 "act_quant_types", types, "kv_type",
-                                                 dv_type_name(h->o->kv_type)));
+    const struct dv_arith *a = &r->arith;
+    dv_arith_describe(h->m, a->act_quant, types, sizeof types);
+    json_object_set_new(root, "arith", json_pack("{s:s, s:s, s:s, s:s}", "act_quant",
+                                                 dv_act_quant_name(a->act_quant),
+                                                 "act_quant_types", types, "attn_quant",
+                                                 dv_arith_attn_name(a->act_quant, a->attn_quant,
+                                                                    a->kv_type),
+                                                 "kv_type", dv_type_name(a->kv_type)));
     int rc = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     fputc('\n', f);

@@ -19,7 +19,7 @@ for n in tiny-q8_0 small-q8_0; do
 done
 M=$T/tiny-q8_0.gguf
 expect 0 "emulated cpu" -- "$D" run "$M" "${TK[@]}" "${EMU[@]}" --dump "$T/emu.h5"
-ok "run prints the arithmetic" grep -q "^arith    act-quant auto (q8_0=q8_0), kv cache f16$" "$T/out"
+ok "run prints the arithmetic" grep -q "^arith    act-quant auto (q8_0=q8_0), attn-quant auto, kv cache f16$" "$T/out"
 expect 0 "emulated cpu-f64" -- "$D" run "$M" "${TK[@]}" "${EMU[@]}" --backend cpu-f64 \
     --dump "$T/emu64.h5"
 expect 0 "exact cpu" -- "$D" run "$M" "${TK[@]}" --dump "$T/exact.h5"
@@ -57,13 +57,13 @@ grep -o "logits nmse.*" "$T/out"
 expect 0 "same arithmetic, other sgemm: within the noise floor" -- "$D" compare \
     "$T/emu-haswell.h5" "$T/emu.h5" --oracle "$T/emu64.h5"
 ok "verdict agree" grep -q "^agree: .* within the noise floor" "$T/out"
-ok "the sides show their arithmetic" grep -q "^ref .*; act_quant auto, kv_type f16$" "$T/out"
+ok "the sides show their arithmetic" grep -q "^ref .*; act_quant auto, attn_quant qp, kv_type f16$" "$T/out"
 expect 0 "... with --exact: the arithmetic's own share" -- "$D" compare "$T/emu-haswell.h5" \
     "$T/emu.h5" --oracle "$T/emu64.h5" --exact "$T/exact64.h5"
-ok "the verdict gives it" grep -q "the declared arithmetic (act_quant auto, kv_type f16) alone moves tensors up to" "$T/out"
+ok "the verdict gives it" grep -q "the declared arithmetic (act_quant auto, attn_quant qp, kv_type f16) alone moves tensors up to" "$T/out"
 expect 1 "the exact reference as test: diverges" -- "$D" compare "$T/exact.h5" "$T/emu.h5" \
     --oracle "$T/emu64.h5"
-ok "explained by the declared arithmetic" grep -q "explained by declared arithmetic: the test declares act_quant none, kv_type f32, the reference act_quant auto, kv_type f16" "$T/out"
+ok "explained by the declared arithmetic" grep -q "explained by declared arithmetic: the test declares act_quant none, attn_quant none, kv_type f32, the reference act_quant auto, attn_quant qp, kv_type f16" "$T/out"
 expect 2 "an oracle of other arithmetic than the reference" -- "$D" compare "$T/exact.h5" \
     "$T/emu.h5" --oracle "$T/exact64.h5"
 ok "one line naming it" one_error_line "an oracle must round as the reference does"
@@ -103,7 +103,7 @@ ok "one line" one_error_line "--kv-type f16 is for the cpu backends"
 # bisect: the reference and the oracle emulate, the kept dumps say so
 expect 1 "bisect: exact vulkan against an emulated reference diverges" -- "$D" bisect "$M" \
     --act-quant auto --no-layer-split --keep-dumps "$T/kept"
-ok "the report's arith line" grep -q "^arith    the reference and the oracle emulate act-quant auto (q8_0=q8_0); KV cache f32 on all three" "$T/out"
+ok "the report's arith line" grep -q "^arith    the reference and the oracle emulate act-quant auto (q8_0=q8_0), attention rounding none; KV cache f32 on all three; an exact cpu-f64 run" "$T/out"
 for side in ref oracle test; do
     expect 0 "info kept $side" -- "$D" info "$T/kept/$side.h5"
     want=auto

@@ -97,6 +97,22 @@ for m in tiny-f32 tiny-f16 tiny-q8_0 tiny-q4_0 tiny-q4_k tiny-q6_k stories mini;
         "$T/$m-lcd.h5" "$T/$m-cpu.h5" --oracle "$T/$m-f64.h5"
     ok "$m: explained by declared arithmetic" grep -q "explained by declared arithmetic" "$T/out"
 done
+# bisect with llama.cpp as the test: the reference and the oracle emulate
+# what llama.cpp's CPU declares, an exact run gives the declared share;
+# clean on a quantized model; a wrong RoPE base is named at the first
+# tensor it touches, and bisect says the op is not isolated
+expect 0 "bisect llama.cpp:CPU on tiny-q8_0" -- "$D" bisect "$T/tiny-q8_0.gguf" \
+    --test llama.cpp:CPU --keep-dumps "$T/bq"
+ok "bisect: clean" grep -q "^clean: no divergence above the noise floor" "$T/out"
+ok "bisect: emulates llama.cpp's CPU" \
+    grep -q "^arith    the reference and the oracle emulate act-quant auto (q8_0=q8_0), attention rounding qp; KV cache f16" "$T/out"
+ok "bisect: keeps the exact run" test -s "$T/bq/exact.h5"
+expect 1 "bisect: a wrong RoPE base" -- env DIVERGE_LLAMA_CPP_ROPE_BASE=5000 "$D" bisect \
+    "$T/tiny-q8_0.gguf" --test llama.cpp:CPU
+ok "bisect: at blk.0.q_rope" grep -q "It shows" "$T/out"
+ok "bisect: names the tensor" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'at blk.0.q_rope (rope)'"
+ok "bisect: says the op is not isolated" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'The op is not isolated'"
+expect 2 "bisect: --test llama.cpp:Nope" -- "$D" bisect "$T/tiny-q8_0.gguf" --test llama.cpp:Nope
 # a wrong RoPE base: the first divergence is the first rope tensor
 DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/tiny-f32.gguf" llama.cpp:CPU "$T/rope.h5"
 ok "the run says the base is overridden" grep -q "RoPE base overridden to 5000" "$T/out"
