@@ -105,7 +105,8 @@ static void run_help(void)
            "                  and the last N-1 layers on DEVICE (default: all); 0: none\n"
            "  --flash-attn on|off  flash attention (default off: with it on, kq and\n"
            "                  kq_softmax are inside one fused node and not dumped)\n"
-           "  --threads N     CPU threads (1..1024; default: llama.cpp's)\n");
+           "  --threads N     CPU threads (1..1024; default: llama.cpp's 4, or fewer\n"
+           "                  when this process may use fewer CPUs)\n");
 }
 
 static int parse_run_opts(int argc, char **argv, struct run_opts *o)

@@ -24,6 +24,7 @@
  * the tests); the driver description and the dump's attributes say so.
  */
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,7 +311,13 @@ static dv_status make_context(struct lcpp *s, const struct dv_engine_opts *o)
     cp.flash_attn_type = s->flash ? LLAMA_FLASH_ATTN_TYPE_ENABLED
                                   : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.op_offload = !s->on_cpu;
-    if (s->n_threads) cp.n_threads = cp.n_threads_batch = s->n_threads;
+    if (s->n_threads) {
+        cp.n_threads = cp.n_threads_batch = s->n_threads;
+    } else { /* llama.cpp's default (4), but not more than the CPUs we may use */
+        cpu_set_t set;
+        const int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+        if (n > 0 && n < cp.n_threads) cp.n_threads = cp.n_threads_batch = n;
+    }
     s->n_threads = cp.n_threads;
     if (s->rope_base > 0) cp.rope_freq_base = (float)s->rope_base;
     cp.cb_eval = on_eval;

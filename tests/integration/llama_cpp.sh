@@ -46,13 +46,15 @@ check() {
 
 # run_dump MODEL BACKEND OUT [ARGS...]: the 13-token schedule into OUT;
 # llama.cpp with an f32 cache (its own default f16 is tested below, as
-# declared arithmetic), unless ARGS name one
+# declared arithmetic), unless ARGS name one, and on one CPU thread (tests
+# run two at a time on two cores, and ggml's threads wait spinning)
 run_dump() {
-    local m=$1 b=$2 out=$3 kv=()
+    local m=$1 b=$2 out=$3 kv=() th=()
     shift 3
     [[ $b == llama.cpp* && " $* " != *" --kv-type "* ]] && kv=(--kv-type f32)
+    [[ $b == llama.cpp* ]] && th=(--threads 1)
     expect 0 "$(basename "$m") on $b" -- "$D" run "$m" --backend "$b" --tokens $TOKS \
-        --passes $SCHED --dump "$out" "${kv[@]}" "$@"
+        --passes $SCHED --dump "$out" "${kv[@]}" "${th[@]}" "$@"
 }
 
 for ty in f32 f16 q8_0 q4_0 q4_k q6_k; do
@@ -64,7 +66,7 @@ cp "$FX/data/mini-llama-q8_0.gguf" "$T/mini.gguf"
 
 for m in tiny-f32 tiny-f16 tiny-q8_0 tiny-q4_0 tiny-q4_k tiny-q6_k stories mini; do
     run_dump "$T/$m.gguf" cpu "$T/$m-cpu.h5"
-    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lc.h5" --threads 1
+    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lc.h5"
     run_dump "$T/$m.gguf" llama.cpp:Vulkan0 "$T/$m-vk.h5"
     case $m in tiny-f32|tiny-f16|stories) tol=$TOL_CPU ;; *) tol=$TOL_CPU_Q ;; esac
     check "$m: llama.cpp CPU dump" "$tol" "$T/$m-lc.h5" "$T/$m-cpu.h5"
@@ -85,7 +87,7 @@ done
 # exact reference the same dump diverges, and the verdict says that the
 # declared arithmetic explains it.
 for m in tiny-f32 tiny-f16 tiny-q8_0 tiny-q4_0 tiny-q4_k tiny-q6_k stories mini; do
-    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lcd.h5" --threads 1 --kv-type f16
+    run_dump "$T/$m.gguf" llama.cpp:CPU "$T/$m-lcd.h5" --kv-type f16
     for b in cpu cpu-f64; do
         run_dump "$T/$m.gguf" $b "$T/$m-$b-emu.h5" --act-quant auto --kv-type f16
     done
@@ -176,12 +178,17 @@ ok "everything on the CPU" grep -q "^split    llama.cpp n_gpu_layers 0: everythi
 want="Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
 for dev in CPU Vulkan0; do
     expect 0 "generate on llama.cpp:$dev" -- "$D" run "$T/stories.gguf" \
-        --backend "llama.cpp:$dev" --prompt "Once upon a time" --passes 2,2,1 --generate 36
+        --backend "llama.cpp:$dev" --prompt "Once upon a time" --passes 2,2,1 --generate 36 \
+        --threads 1
     ok "llama.cpp:$dev text" grep -qF "text: $want" "$T/out"
 done
-# the default device is a GPU, never a CPU-type Vulkan device, else CPU
-expect 0 "default device" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp
+# the default device is a GPU, never a CPU-type Vulkan device, else CPU;
+# the default threads are llama.cpp's 4, or fewer for fewer CPUs
+expect 0 "default device" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp --dump "$T/def.h5"
 ok "not lavapipe by default" bash -c "! grep -q '^backend  llama.cpp on Vulkan[0-9]*: llvmpipe' '$T/out'"
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) # the CPUs we may use
+expect 0 "info of the default run" -- "$D" info "$T/def.h5"
+ok "default threads" grep -qE "^ *llama_cpp_n_threads *= $((cpus < 4 ? cpus : 4))$" "$T/out"
 
 # flags: bad values and flags for the wrong backend, one line, exit 2
 while read -r what args; do
