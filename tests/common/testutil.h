@@ -15,6 +15,22 @@
 #include "engine.h"
 #include "fixture.h"
 
+/* xorshift32 (Marsaglia 2003); the state is the caller's, never global. */
+static inline uint32_t tu_xorshift32(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x;
+}
+
+/* Uniform in [-1, 1), multiples of 2^-23. */
+static inline float tu_rand_signed(uint32_t *s)
+{
+    return (float)(tu_xorshift32(s) >> 8) * 0x1p-23f - 1.0f;
+}
+
 static inline const char *tu_fixtures(void)
 {
     const char *d = getenv("DV_FIXTURES");

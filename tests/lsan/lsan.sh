@@ -13,24 +13,7 @@
 set -uo pipefail
 probe=$1 icd_json=$2
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1}:detect_leaks=1
-fail=0
-check() { # NAME WANT(clean|leak) PATTERN -- COMMAND...
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$want" = clean ] && [ $rc -eq 0 ] && ! grep -q "LeakSanitizer" <<<"$out"; then
-        echo "ok: $name"
-    elif [ "$want" = leak ] && [ $rc -ne 0 ] && grep -q "detected memory leaks" <<<"$out" &&
-         grep -q -- "$pattern" <<<"$out"; then
-        echo "ok: $name (reported, as it must be)"
-    else
-        echo "FAIL: $name: wanted $want${pattern:+ matching '$pattern'}, exit $rc:"
-        echo "$out" | head -40
-        fail=1
-    fi
-}
+. "$(dirname "$0")/check.sh"
 check "lavapipe device, opened and closed" clean "" -- "$probe" lavapipe
 check "driver cache, driver kept resident" clean "" -- \
     env VK_ICD_FILENAMES="$icd_json" "$probe" driver

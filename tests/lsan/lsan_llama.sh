@@ -15,24 +15,7 @@ export LSAN_OPTIONS=suppressions=$supp:print_suppressions=0
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$D" fixture tiny-f32 -o "$T/tiny.gguf" >/dev/null || { echo "FAIL: fixture"; exit 1; }
-fail=0
-check() { # NAME WANT(clean|leak) PATTERN -- COMMAND...
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$want" = clean ] && [ $rc -eq 0 ] && ! grep -q "LeakSanitizer" <<<"$out"; then
-        echo "ok: $name"
-    elif [ "$want" = leak ] && [ $rc -ne 0 ] && grep -q "detected memory leaks" <<<"$out" &&
-         grep -q -- "$pattern" <<<"$out"; then
-        echo "ok: $name (reported, as it must be)"
-    else
-        echo "FAIL: $name: wanted $want${pattern:+ matching '$pattern'}, exit $rc:"
-        echo "$out" | head -40
-        fail=1
-    fi
-}
+. "$(dirname "$0")/check.sh"
 check "llama.cpp CPU engine, freed" clean "" -- "$probe" llama CPU "$T/tiny.gguf"
 check "llama.cpp Vulkan0 engine, freed" clean "" -- "$probe" llama Vulkan0 "$T/tiny.gguf"
 check "our engine dropped" leak "in dv_engine_open " -- "$probe" llama-plant CPU "$T/tiny.gguf"

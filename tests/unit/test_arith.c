@@ -30,29 +30,13 @@
 #define SENTINEL 0xa5
 #define U 0x1p-24 /* unit roundoff of f32 */
 
-/* xorshift32 (Marsaglia 2003); the state is the caller's. */
-static uint32_t xorshift32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
-/* Uniform in [-1, 1), multiples of 2^-23. */
-static float rand_signed(uint32_t *s)
-{
-    return (float)(xorshift32(s) >> 8) * 0x1p-23f - 1.0f;
-}
-
 /* Rows with the amplitude changing every 32 values over nine decades
  * (1e-6 .. 1e3, so f16-subnormal scales occur), some blocks all zero. */
 static void fill(float *x, int n, uint32_t seed)
 {
     static const float amp[8] = {1.0f, 1000.0f, 0.05f, 1e-6f, 7.0f, 3e-4f, 0.0f, 0.5f};
     uint32_t s = seed;
-    for (int i = 0; i < n; i++) x[i] = amp[(i / 32) % 8] * rand_signed(&s);
+    for (int i = 0; i < n; i++) x[i] = amp[(i / 32) % 8] * tu_rand_signed(&s);
 }
 
 static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }

@@ -19,6 +19,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../common/testutil.h"
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <math.h>
@@ -70,15 +72,6 @@ static int teardown(void **state)
 
 /* ---- inputs ------------------------------------------------------------ */
 
-static uint32_t xorshift32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
 /* Row `kind` of N values from seed:
  * 0: uniform, the amplitude changing per 32 over nine decades (f16-
  *    subnormal scales), some blocks all zero, one all-equal;
@@ -94,22 +87,22 @@ static void fill(float *x, int kind, uint32_t seed)
     uint32_t s = seed;
     float amax = 1.0f;
     for (int i = 0; i < N; i++) {
-        const float r = (float)(xorshift32(&s) >> 8) * 0x1p-23f - 1.0f; /* [-1, 1) */
-        const int e = (int)(xorshift32(&s) % 20) - 10;
+        const float r = (float)(tu_xorshift32(&s) >> 8) * 0x1p-23f - 1.0f; /* [-1, 1) */
+        const int e = (int)(tu_xorshift32(&s) % 20) - 10;
         switch (kind) {
         case 0:
             x[i] = (i / 32) % 97 == 5 ? 0.3f : amp[(i / 32) % 8] * r;
             break;
         case 1:
             x[i] = i % 32 == 0 ? ldexpf(127, e)
-                               : ldexpf((float)((int)(xorshift32(&s) % 255) - 127), e - 1);
+                               : ldexpf((float)((int)(tu_xorshift32(&s) % 255) - 127), e - 1);
             break;
         case 2:
             if (i % 32 == 0) amax = ldexpf(1.0f + 0.5f * (r + 1.0f), e);
             x[i] = i % 32 == 0 ? amax : i % 2 ? amax / 2 : -amax / 2;
             break;
         default:
-            x[i] = r + (float)(xorshift32(&s) >> 8) * 0x1p-24f - 0.5f;
+            x[i] = r + (float)(tu_xorshift32(&s) >> 8) * 0x1p-24f - 0.5f;
             if (i % 32 == 7) x[i] = -3.0f;
         }
     }
@@ -305,8 +298,8 @@ static double product_ratio(const struct variant *v, enum ggml_type gt, int wt, 
     *raw = 0;
     for (int row = 0; row < 256; row++) {
         for (int i = 0; i < K; i++) { /* x: an outlier 10x the rest in every 32 */
-            w[i] = ((float)(xorshift32(&s) >> 8) * 0x1p-23f - 1.0f) * 0.05f;
-            x[i] = ((float)(xorshift32(&s) >> 8) * 0x1p-23f - 1.0f) * (i % 32 ? 1.0f : 10.0f);
+            w[i] = ((float)(tu_xorshift32(&s) >> 8) * 0x1p-23f - 1.0f) * 0.05f;
+            x[i] = ((float)(tu_xorshift32(&s) >> 8) * 0x1p-23f - 1.0f) * (i % 32 ? 1.0f : 10.0f);
         }
         chunk(gt, w, wq, 0, 1, K, NULL);
         assert_int_equal(dv_dequant_row(wt, wq, wd, K), 0);

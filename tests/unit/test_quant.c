@@ -12,6 +12,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../common/testutil.h"
+
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -47,22 +49,6 @@ static void put_u16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* xorshift32 (Marsaglia 2003); the state is the caller's, never global. */
-static uint32_t xorshift32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
-/* Uniform in [-1, 1), multiples of 2^-23. */
-static float rand_signed(uint32_t *s)
-{
-    return (float)(xorshift32(s) >> 8) * 0x1p-23f - 1.0f;
-}
-
 /* Deterministic test signal. The amplitude changes every amp_len values;
  * every group of 32 is centred, all positive or all negative in turn, so
  * k-quant sub-blocks meet both signs of the minimum. */
@@ -74,7 +60,7 @@ static void fill_signal(float *x, int64_t n, int64_t amp_len, uint32_t seed)
         const float a = amp[(i / amp_len) % 4];
         const int64_t g = i / 32;
         const float off = g % 3 == 1 ? a : g % 3 == 2 ? -a : 0.0f;
-        x[i] = off + a * rand_signed(&s);
+        x[i] = off + a * tu_rand_signed(&s);
     }
 }
 
@@ -626,7 +612,7 @@ static void test_quant_one_huge_value(void **state)
     static float x[512], y[512 + 1];
     static uint8_t q[512 * 4 + GUARD];
     uint32_t s = 12345;
-    for (int i = 0; i < 512; i++) x[i] = rand_signed(&s);
+    for (int i = 0; i < 512; i++) x[i] = tu_rand_signed(&s);
     x[5] = 30000.0f;
     x[300] = -20000.0f;
     for (size_t f = 0; f < N_FORMATS; f++) {
@@ -642,7 +628,7 @@ static void test_quant_beyond_range(void **state)
     static float x[512], y[512 + 1];
     static uint8_t q[512 * 4 + GUARD];
     uint32_t s = 777;
-    for (int i = 0; i < 512; i++) x[i] = rand_signed(&s);
+    for (int i = 0; i < 512; i++) x[i] = tu_rand_signed(&s);
     x[7] = FLT_MAX;
     x[200] = -FLT_MAX;
     x[400] = 1e30f;
