@@ -91,13 +91,13 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
 dv_status dv_parse_act_quant(const char *s, int *out)
 {
     if ((*out = dv_act_quant_from_name(s)) >= 0) return DV_OK;
-    return dv_fail(DV_E_USAGE, "--act-quant '%s': none, auto, q8_0, q8_1, q8_K or f16", s);
+    return dv_fail(DV_E_USAGE, "--act-quant '%s': none, auto, amx, q8_0, q8_1, q8_K or f16", s);
 }
 
 dv_status dv_parse_attn_quant(const char *s, int *out)
 {
     if ((*out = dv_attn_quant_from_name(s)) >= 0) return DV_OK;
-    return dv_fail(DV_E_USAGE, "--attn-quant '%s': auto, none, q or qp", s);
+    return dv_fail(DV_E_USAGE, "--attn-quant '%s': auto, none, q, qp or vk", s);
 }
 
 dv_status dv_parse_kv_type(const char *s, int *out)

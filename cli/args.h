@@ -37,7 +37,7 @@ dv_status dv_parse_i32_list(const char *s, const char *what, int32_t lo,
 dv_status dv_parse_act_quant(const char *s, int *out);
 
 /* --attn-quant NAME into *out (enum dv_attn_quant, engine.h): auto, none,
- * q or qp. DV_E_USAGE naming them otherwise. */
+ * q, qp or vk. DV_E_USAGE naming them otherwise. */
 dv_status dv_parse_attn_quant(const char *s, int *out);
 
 /* --kv-type NAME into *out: DV_TYPE_F32, DV_TYPE_F16 or DV_TYPE_Q8_0 for

@@ -614,8 +614,7 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     }
     r->arith = ar;
     /* emulated arithmetic, judged by an oracle: the exact run beside them */
-    if (o->oracle >= 0 && (ar.act_quant != DV_ACTQ_NONE || ar.kv_type != DV_TYPE_F32 ||
-                           ar.attn_quant == DV_ATTNQ_Q || ar.attn_quant == DV_ATTNQ_QP))
+    if (o->oracle >= 0 && !dv_arith_is_exact(ar))
         rs.sd[SIDE_EXACT].kind = kinds[SIDE_EXACT] = DV_BACKEND_CPU_F64;
     for (int k = SIDE_REF; k < N_SIDES && !st; k++)
         if (kinds[k] >= 0)

@@ -65,14 +65,22 @@ static const char builtin_json[] =
      * where any reordering still adds a few roundings; the weakest fault
      * of the zoo (rmsnorm-eps) sits 3.2x above the resulting limit. */
     "    \"oracle_floor\": 9.5367431640625e-07,\n"
-    /* Under declared arithmetic (an exact dump given) a value within f32
-     * noise of a rounding boundary rounds either way in the test and the
-     * reference: one quant moves by a whole step. One such flip moves a
-     * tensor of n values by up to about sqrt(12 / n) of the arithmetic's
-     * own error, err(ref, exact) (0.43 for n = 64, a head row); measured
-     * on llama.cpp's CPU with an f16 cache: 0.03 of it. A wrong RoPE base,
-     * mask or head map is 10 to 100 times that error. */
-    "    \"declared_m\": 0.5,\n"
+    /* Under declared arithmetic (an exact dump given) the test and the
+     * reference each carry that arithmetic's own error against the exact
+     * run, e = err(ref, exact). While their inputs agree to f32 noise they
+     * round alike but for the odd value near a rounding boundary (one flip
+     * moves a tensor of n values by about sqrt(12 / n) e; llama.cpp's CPU
+     * with an f16 cache, 2 layers: 0.03 e); every rounding that differs
+     * feeds the next layer, so their roundings decorrelate layer by layer
+     * towards sqrt(2) e. Measured on llama.cpp's Vulkan backend on lavapipe,
+     * whose f16 sums round at every step: 0.06 e after 2 layers, 0.55 e
+     * after 5 (stories260K), 0.67 e after 4 (mini-llama), beyond the 0.5
+     * this was (taken from the one-flip picture). It must stay below 1: a
+     * test that skips the declared rounding is e away from the reference
+     * where the rounding starts, and 0.8 still flags it there (1.25 times
+     * the limit). A wrong RoPE base, mask or head map is 10 to 100 times e.
+     * Deeper models decorrelate further: judge them op by op (bisect). */
+    "    \"declared_m\": 0.8,\n"
     /* every tensor counts. */
     "    \"ignore\": false\n"
     "  }\n"

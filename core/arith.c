@@ -362,15 +362,22 @@ static int vec_dot_type(int wtype)
     }
 }
 
-int dv_arith_act_type(int aq, int wtype)
+int dv_arith_act_type(int aq, int wtype, int64_t rows, int64_t cols)
 {
     switch (aq) {
-    /* f16 weights: ggml-cpu first offers a product with contiguous f32
-     * activations to llamafile's sgemm, which multiplies f16 by f32 on
-     * x86 (measured: llama.cpp's CPU on tiny-f16 matches the exact product,
-     * 2e-4 away from the f16-rounded one); the attention products, whose
-     * q and probabilities are views, take vec_dot_type (q8_0, f16) */
-    case DV_ACTQ_AUTO: return wtype == DV_TYPE_F16 ? DV_TYPE_F32 : vec_dot_type(wtype);
+    /* ggml-cpu converts the activations to vec_dot_type before the product
+     * (llamafile's sgemm takes f16 weights on x86 only with f16
+     * activations: sgemm.cpp, tinyBLAS); so do the attention products */
+    case DV_ACTQ_AUTO: return vec_dot_type(wtype);
+    /* ggml-cpu/amx: the AMX buffer type takes contiguous f16 matrices of
+     * rows % 32 == 0 (TILE_N * 2) and cols % 16 == 0 and multiplies them
+     * with the f32 activations (an AVX-512 kernel; measured on a Xeon with
+     * AMX: llama.cpp's CPU on tiny-f16 matches the exact product, 2e-4 away
+     * from the f16-rounded one); the quantized types it takes quantize the
+     * activations to vec_dot_type as without it */
+    case DV_ACTQ_AMX:
+        return wtype == DV_TYPE_F16 && rows % 32 == 0 && cols % 16 == 0 ? DV_TYPE_F32
+                                                                        : vec_dot_type(wtype);
     case DV_ACTQ_Q8_0: return DV_TYPE_Q8_0;
     case DV_ACTQ_Q8_1: return DV_TYPE_Q8_1;
     case DV_ACTQ_Q8_K: return DV_TYPE_Q8_K;
@@ -379,22 +386,27 @@ int dv_arith_act_type(int aq, int wtype)
     }
 }
 
-int dv_arith_q_type(int aq, int attnq, int kv)
+struct dv_attn_round dv_arith_attn(int aq, int attnq, int kv, int64_t T)
 {
-    const bool round = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq != DV_ATTNQ_NONE;
-    return round ? vec_dot_type(kv) : DV_TYPE_F32;
-}
-
-int dv_arith_p_type(int aq, int attnq, int kv)
-{
-    const bool round = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq == DV_ATTNQ_QP;
-    return round && kv == DV_TYPE_F16 ? DV_TYPE_F16 : DV_TYPE_F32;
+    struct dv_attn_round r = {DV_TYPE_F32, DV_TYPE_F32, DV_TYPE_F32, DV_TYPE_F32, false};
+    if (attnq == DV_ATTNQ_VK) {
+        if (T > 1) r = (struct dv_attn_round){DV_TYPE_F16, DV_TYPE_F16, DV_TYPE_F16,
+                                              DV_TYPE_F16, kv == DV_TYPE_F16};
+        return r;
+    }
+    const bool round_q = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq != DV_ATTNQ_NONE;
+    const bool round_p = attnq == DV_ATTNQ_AUTO ? aq != DV_ACTQ_NONE : attnq == DV_ATTNQ_QP;
+    if (round_q) r.q = vec_dot_type(kv);
+    if (round_p && kv == DV_TYPE_F16) r.p = DV_TYPE_F16;
+    return r;
 }
 
 const char *dv_arith_attn_name(int aq, int attnq, int kv)
 {
-    if (dv_arith_q_type(aq, attnq, kv) == DV_TYPE_F32) return "none";
-    return dv_arith_p_type(aq, attnq, kv) == DV_TYPE_F32 ? "q" : "qp";
+    if (attnq == DV_ATTNQ_VK) return "vk";
+    const struct dv_attn_round r = dv_arith_attn(aq, attnq, kv, 2);
+    if (r.q == DV_TYPE_F32) return "none";
+    return r.p == DV_TYPE_F32 ? "q" : "qp";
 }
 
 bool dv_arith_kv_ok(int t)
@@ -440,7 +452,7 @@ dv_status dv_arith_check(const struct dv_model *m, int aq, int kv)
         const struct dv_gguf_tensor *w[7];
         const int n = weights_of(m, il, w);
         for (int i = 0; i < n; i++) {
-            const int at = dv_arith_act_type(aq, w[i]->type);
+            const int at = dv_arith_act_type(aq, w[i]->type, w[i]->ne[1], w[i]->ne[0]);
             char what[160];
             snprintf(what, sizeof what, "act-quant %s on %.*s", dv_act_quant_name(aq),
                      (int)(w[i]->name.len < 96 ? w[i]->name.len : 96), w[i]->name.ptr);
@@ -453,20 +465,22 @@ dv_status dv_arith_check(const struct dv_model *m, int aq, int kv)
 
 void dv_arith_describe(const struct dv_model *m, int aq, char *buf, size_t cap)
 {
-    bool seen[DV_TYPE_COUNT] = {false};
+    int at[DV_TYPE_COUNT]; /* per weight type, from its first matrix; -1 unseen */
+    for (int t = 0; t < DV_TYPE_COUNT; t++) at[t] = -1;
     for (int64_t il = 0; il <= m->cfg.n_layer; il++) {
         const struct dv_gguf_tensor *w[7];
         const int n = weights_of(m, il, w);
         for (int i = 0; i < n; i++)
-            if (w[i]->type >= 0 && w[i]->type < DV_TYPE_COUNT) seen[w[i]->type] = true;
+            if (w[i]->type >= 0 && w[i]->type < DV_TYPE_COUNT && at[w[i]->type] < 0)
+                at[w[i]->type] = dv_arith_act_type(aq, w[i]->type, w[i]->ne[1], w[i]->ne[0]);
     }
     size_t o = 0;
     if (cap) buf[0] = '\0';
     for (int t = 0; t < DV_TYPE_COUNT; t++) {
-        if (!seen[t]) continue;
-        const int at = dv_arith_act_type(aq, t);
+        if (at[t] < 0) continue;
         const int k = snprintf(buf + o, o < cap ? cap - o : 0, "%s%s=%s", o ? "," : "",
-                               dv_type_name(t), at == DV_TYPE_F32 ? "none" : dv_type_name(at));
+                               dv_type_name(t), at[t] == DV_TYPE_F32 ? "none"
+                                                                    : dv_type_name(at[t]));
         o += k > 0 ? (size_t)k : 0;
     }
 }

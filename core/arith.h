@@ -75,23 +75,45 @@ void dv_arith_round_f32(int t, float *x, int64_t n);
  * exact input would. */
 void dv_arith_round_f64(int t, double *x, int64_t n);
 
-/* The type a matmul input is rounded to for weights of type wtype under
- * mode aq: DV_TYPE_F32 (kept exact) or one of the types above. AUTO is
- * ggml-cpu's vec_dot_type of wtype (f32 weights: exact); Q8_0, Q8_1, Q8_K
- * and F16 apply to every weight matmul whatever its type; NONE: exact. */
-int dv_arith_act_type(int aq, int wtype);
+/* The type a matmul input is rounded to for a weight matrix of type wtype
+ * and shape [rows, cols] (GGUF ne[1], ne[0]) under mode aq: DV_TYPE_F32
+ * (kept exact) or one of the types above. AUTO is ggml-cpu's vec_dot_type
+ * of wtype (f32 weights: exact); AMX the same but f32 for the f16 matrices
+ * ggml-cpu's AMX buffer type takes (rows % 32 == 0, cols % 16 == 0); Q8_0,
+ * Q8_1, Q8_K and F16 apply to every weight matmul whatever its type; NONE:
+ * exact. */
+int dv_arith_act_type(int aq, int wtype, int64_t rows, int64_t cols);
 
-/* The types the attention products round their second operand to, under
- * mode aq and KV cache type kv (DV_TYPE_F32, F16 or Q8_0): as ggml, the
- * vec_dot_type of the cache. q (for the scores): f32 -> exact, f16 -> f16,
- * q8_0 -> q8_0 (per head row: head_dim % 32 == 0). The probabilities (for
- * x V): f16 -> f16, otherwise exact (llama.cpp takes a q8_0 V cache only
- * with flash attention, which keeps them f32). Mode NONE: both exact. */
-int dv_arith_q_type(int aq, int attnq, int kv);
-int dv_arith_p_type(int aq, int attnq, int kv);
+/* How one pass's attention products round (dv_arith_attn): the type each
+ * operand enters its product as (DV_TYPE_F32: as computed for q and the
+ * probabilities, as the cache holds them for K and V; else the type it is
+ * rounded to), and whether probabilities x V is summed in f16
+ * (dv_cpu_kqv_f16acc). */
+struct dv_attn_round {
+    int q, k; /* the scores */
+    int p, v; /* probabilities x V */
+    bool acc_f16;
+};
+
+/* The attention rounding of a pass of T tokens under modes aq and attnq
+ * with a KV cache of type kv (DV_TYPE_F32, F16 or Q8_0).
+ *   AUTO, NONE, Q, QP (ggml's CPU backend): q to the cache's vec_dot_type
+ *   (f32 -> exact, f16 -> f16, q8_0 -> q8_0 per head row: head_dim % 32 ==
+ *   0), the probabilities to f16 with an f16 cache (llama.cpp takes a q8_0
+ *   V cache only with flash attention, which keeps them f32); AUTO rounds
+ *   both unless aq is NONE, Q only q, QP both, NONE neither. K and V enter
+ *   as the cache holds them.
+ *   VK (ggml's Vulkan backend without cooperative matrices or integer dot
+ *   products, ggml_vk_mul_mat): T == 1 takes the matrix-vector kernels
+ *   (mul_mat_vec_p021, _nc), which read q and the probabilities as f32 and
+ *   sum in f32; T > 1 takes mul_mm on f16 copies of q, K and V (permuted
+ *   views are converted, the cache's f32 too) and of the probabilities,
+ *   with an f32 sum for the scores (their product asks for f32 precision)
+ *   and, when the V cache is f16, an f16 sum for probabilities x V. */
+struct dv_attn_round dv_arith_attn(int aq, int attnq, int kv, int64_t T);
 /* What the attention products round in effect, as a dump records it:
- * "none", "q" (q only) or "qp" (q and the probabilities); modes that round
- * the same (auto, or qp with a q8_0 cache) give the same name. */
+ * "none", "q" (q only), "qp" (q and the probabilities) or "vk"; modes that
+ * round the same (auto, or qp with a q8_0 cache) give the same name. */
 const char *dv_arith_attn_name(int aq, int attnq, int kv);
 
 /* Can rows of n values be rounded to type t (n a multiple of its block

@@ -58,6 +58,19 @@ void dv_cpu_kqv_f32(float *out, const float *att, const float *v, int64_t T, int
 void dv_cpu_kqv_f64(double *out, const double *att, const double *v, int64_t T,
                     int64_t pos0, int64_t H, int64_t Hkv, int64_t hd);
 
+/* dv_cpu_kqv as ggml's Vulkan backend sums it with an f16 accumulator
+ * (mul_mm.comp, ACC_TYPE float16_t, without DOT2_F16; measured bit for bit
+ * on lavapipe: tests/unit/test_ops.c): att and v hold f16 values; each
+ * product is rounded to f16 and added to the f16 sum, rounded again (f32
+ * arithmetic on f16 operands rounds each result once, as f16 would); the
+ * keys go in blocks of four from 0, each block from its last key to its
+ * first (dot_product(vec4): fma(x, fma(y, fma(z, fma(w, acc))))), and the
+ * sum is clamped to the f16 range, as the shader does before the store. */
+void dv_cpu_kqv_f16acc_f32(float *out, const float *att, const float *v, int64_t T,
+                           int64_t pos0, int64_t H, int64_t Hkv, int64_t hd);
+void dv_cpu_kqv_f16acc_f64(double *out, const double *att, const double *v, int64_t T,
+                           int64_t pos0, int64_t H, int64_t Hkv, int64_t hd);
+
 /* y[T, rows] = x[T, cols] . W^T for a GGUF matrix W [rows = ne[1], cols =
  * ne[0]] of any type, dequantized a block of rows at a time (as the f64
  * oracle's forward does). DV_E_NOMEM. */

@@ -35,16 +35,23 @@ const char *dv_backend_name(int kind)
 static const char *const act_quant_names[DV_ACTQ_COUNT] = {
     [DV_ACTQ_NONE] = "none", [DV_ACTQ_AUTO] = "auto", [DV_ACTQ_Q8_0] = "q8_0",
     [DV_ACTQ_Q8_1] = "q8_1", [DV_ACTQ_Q8_K] = "q8_K", [DV_ACTQ_F16] = "f16",
+    [DV_ACTQ_AMX] = "amx",
 };
 
 static const char *const attn_quant_names[DV_ATTNQ_COUNT] = {
     [DV_ATTNQ_AUTO] = "auto", [DV_ATTNQ_NONE] = "none", [DV_ATTNQ_Q] = "q",
-    [DV_ATTNQ_QP] = "qp",
+    [DV_ATTNQ_QP] = "qp", [DV_ATTNQ_VK] = "vk",
 };
 
 const char *dv_attn_quant_name(int m)
 {
     return m >= 0 && m < DV_ATTNQ_COUNT ? attn_quant_names[m] : "?";
+}
+
+bool dv_arith_is_exact(struct dv_arith a)
+{
+    return a.act_quant == DV_ACTQ_NONE && a.kv_type == DV_TYPE_F32 &&
+           !strcmp(dv_arith_attn_name(a.act_quant, a.attn_quant, a.kv_type), "none");
 }
 
 int dv_attn_quant_from_name(const char *s)
@@ -94,6 +101,9 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
     if (!dv_arith_kv_ok(opts.kv_type))
         return dv_fail(DV_E_USAGE, "KV cache type %s (%d): f32, f16 or q8_0",
                        dv_type_name(opts.kv_type), opts.kv_type);
+    if (opts.attn_quant == DV_ATTNQ_VK && opts.kv_type == DV_TYPE_Q8_0)
+        return dv_fail(DV_E_USAGE, "attention rounding vk is ggml-vulkan's as measured with "
+                       "f32 and f16 caches, not q8_0");
     if (opts.inject && kind != DV_BACKEND_VULKAN)
         return dv_fail(DV_E_USAGE, "fault injection needs the vulkan backend, not %s",
                        backends[kind]->name);

@@ -70,27 +70,33 @@ enum dv_act_quant {
     DV_ACTQ_Q8_1,
     DV_ACTQ_Q8_K,
     DV_ACTQ_F16,
+    DV_ACTQ_AMX,  /* AUTO, but f16 weights as ggml-cpu's AMX buffer type
+                     multiplies them: with f32 activations (CPUs with AMX) */
     DV_ACTQ_COUNT
 };
-/* How the attention products round their second operand, q for the
- * scores and the probabilities for probabilities x V, to the cache's
- * vec_dot_type (f16 for an f16 cache, q8_0 per head row for q8_0):
- * AUTO as ggml's CPU backend (both, unless act_quant is none), NONE
- * neither, Q only q (ggml's Vulkan backend on lavapipe, which converts the
- * permuted q view to f16 but reads the probabilities as f32), QP both. */
+/* How the attention products round their operands, q and K for the
+ * scores and the probabilities and V for probabilities x V. AUTO as
+ * ggml's CPU backend (q and the probabilities to the cache's vec_dot_type,
+ * unless act_quant is none), NONE neither, Q only q, QP both; VK as ggml's
+ * Vulkan backend on a device without cooperative matrices or integer dot
+ * products (lavapipe, measured bit for bit: arith.h, dv_arith_attn): a
+ * pass of one token multiplies the cache's values in f32, a longer pass
+ * rounds q, K, the probabilities and V to f16 and, with an f16 cache, sums
+ * probabilities x V in f16. */
 enum dv_attn_quant {
     DV_ATTNQ_AUTO,
     DV_ATTNQ_NONE,
     DV_ATTNQ_Q,
     DV_ATTNQ_QP,
+    DV_ATTNQ_VK,
     DV_ATTNQ_COUNT
 };
-/* "auto", "none", "q", "qp"; "?" out of range. */
+/* "auto", "none", "q", "qp", "vk"; "?" out of range. */
 const char *dv_attn_quant_name(int m);
 /* The mode named s, or -1. */
 int dv_attn_quant_from_name(const char *s);
 
-/* "none", "auto", "q8_0", "q8_1", "q8_K", "f16"; "?" out of range. */
+/* "none", "auto", "q8_0", "q8_1", "q8_K", "f16", "amx"; "?" out of range. */
 const char *dv_act_quant_name(int aq);
 /* The mode named s, or -1. */
 int dv_act_quant_from_name(const char *s);
@@ -113,6 +119,8 @@ struct dv_arith {
 };
 /* The exact arithmetic: none, none, f32. */
 #define DV_ARITH_EXACT ((struct dv_arith){DV_ACTQ_NONE, DV_ATTNQ_NONE, DV_TYPE_F32})
+/* Does a round nothing (exact activations, f32 cache, attention "none")? */
+bool dv_arith_is_exact(struct dv_arith a);
 
 /* One backend fact (struct dv_backend's attrs). Keys are 1..63 bytes of
  * [A-Za-z0-9_.-] and never a key of the dump schema. */

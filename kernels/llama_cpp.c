@@ -48,6 +48,8 @@ struct lcpp {
     ggml_backend_dev_t dev;
     ggml_backend_dev_t devs[2]; /* the model's device list, NULL-terminated */
     bool on_cpu;
+    bool vk_cpu;  /* a CPU-type Vulkan device (lavapipe), as far as known */
+    bool cpu_amx; /* ggml's CPU backend has AMX (cpu_has_amx) */
     int n_batch, n_cached, n_gpu_layers, n_threads, type_kv;
     bool flash, v_rot;
     double rope_base; /* > 0: overridden (test hook) */
@@ -378,6 +380,26 @@ static dv_status alloc_state(struct lcpp *s)
 
 static void describe_run(struct lcpp *s);
 
+/* Does the CPU backend ggml loaded (one build per x86 level) have AMX?
+ * Then its AMX buffer type multiplies f16 weights with f32 activations
+ * (act_quant amx). Its features list says so (ggml-cpu.cpp). */
+static bool cpu_has_amx(const struct dv_llama_api *a)
+{
+    for (size_t i = 0; i < a->ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t d = a->ggml_backend_dev_get(i);
+        if (a->ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU) continue;
+        ggml_backend_reg_t reg = a->ggml_backend_dev_backend_reg(d);
+        ggml_backend_get_features_t get =
+            reg ? (ggml_backend_get_features_t)a->ggml_backend_reg_get_proc_address(
+                      reg, "ggml_backend_get_features")
+                : NULL;
+        for (const struct ggml_backend_feature *f = get ? get(reg) : NULL; f && f->name; f++)
+            if (!strcmp(f->name, "AMX_INT8") && f->value && strcmp(f->value, "0")) return true;
+        return false;
+    }
+    return false;
+}
+
 static dv_status lc_open(const struct dv_model *m, const struct dv_engine_opts *o, void **impl)
 {
     const struct dv_llama_api *a;
@@ -389,6 +411,8 @@ static dv_status lc_open(const struct dv_model *m, const struct dv_engine_opts *
     st = pick_device(a, o->device, &s->dev);
     if (!st) {
         s->on_cpu = a->ggml_backend_dev_type(s->dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+        s->vk_cpu = vk_on_cpu(a, s->dev);
+        s->cpu_amx = cpu_has_amx(a);
         st = settle(s, o);
     }
     if (!st) st = make_context(s, o);
@@ -573,20 +597,37 @@ static void lc_describe(void *impl, char *device, size_t dcap, char *driver, siz
     snprintf(driver, rcap, "%s", s->driver);
 }
 
+/* ggml-vulkan multiplies a weight matrix with at most this many tokens in
+ * its matrix-vector kernels, which read the activations as f32 and sum in
+ * f32 (mul_mat_vec_max_cols, ggml_vk_mul_mat); wider products take mul_mm,
+ * whose f16 variants round the activations and sum in f16. */
+#define VK_MATVEC_MAX_COLS 8
+
 /* What llama.cpp computes on its device, as measured with this release
- * (tests/integration/llama_cpp.sh): ggml's CPU backend rounds the second
- * operand of every product to its vec_dot_type (act_quant auto, attention
- * as the cache type wants); its Vulkan backend on lavapipe computes the
- * weight products in f32 (measured) but rounds inside the attention
- * products in a way not characterised yet (q to f16 alone does not explain
- * attn_out). Other devices, and a model split between two: unknown. */
+ * (tests/integration/llama_cpp.sh, tests/unit/test_cpu_ops.c): ggml's CPU
+ * backend rounds the second operand of every product to its vec_dot_type
+ * (act_quant auto, attention as the cache type wants), except f16 weights
+ * on a CPU with AMX (act_quant amx). Its Vulkan backend
+ * on lavapipe (the CPU-type device measured; it has f16 arithmetic but no
+ * cooperative matrices or integer dot products) multiplies the weights of
+ * passes of up to 8 tokens in f32 and rounds the attention products as
+ * attn_quant vk says, with an f32 or f16 cache and without flash
+ * attention. Other devices, a q8_0 cache, flash attention, longer passes
+ * and a model split between two devices: unknown. */
 static void lc_arith(void *impl, struct dv_arith *a)
 {
     const struct lcpp *s = impl;
+    const int full = (int)s->c->n_layer + 1;
     a->kv_type = s->type_kv;
     a->attn_quant = DV_ATTNQ_AUTO;
     a->act_quant = -1;
-    if (s->on_cpu || s->n_gpu_layers == 0) a->act_quant = DV_ACTQ_AUTO;
+    if (s->on_cpu || s->n_gpu_layers == 0) {
+        a->act_quant = s->cpu_amx ? DV_ACTQ_AMX : DV_ACTQ_AUTO;
+    } else if (s->vk_cpu && s->n_gpu_layers == full && !s->flash &&
+               s->type_kv != DV_TYPE_Q8_0 && s->n_batch <= VK_MATVEC_MAX_COLS) {
+        a->act_quant = DV_ACTQ_NONE;
+        a->attn_quant = DV_ATTNQ_VK;
+    }
 }
 
 static const struct dv_backend_attr *lc_attrs(void *impl, int *n)

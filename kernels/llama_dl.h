@@ -36,6 +36,7 @@
     X(ggml_backend_dev_get) X(ggml_backend_dev_name)                           \
     X(ggml_backend_dev_description) X(ggml_backend_dev_type)                   \
     X(ggml_backend_dev_backend_reg) X(ggml_backend_reg_name)                   \
+    X(ggml_backend_reg_get_proc_address)                                       \
     X(ggml_backend_tensor_get)
 
 #define DV_LLAMA_MAX_VK 16

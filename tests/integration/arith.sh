@@ -88,7 +88,13 @@ ok "one line naming the tensor" one_error_line "blk.0.attn_q.weight"
 
 # bad values and vulkan
 expect 2 "bad --act-quant" -- "$D" run "$M" --act-quant q4_0
-ok "one line" one_error_line "--act-quant 'q4_0': none, auto, q8_0, q8_1, q8_K or f16"
+ok "one line" one_error_line "--act-quant 'q4_0': none, auto, amx, q8_0, q8_1, q8_K or f16"
+expect 2 "bad --attn-quant" -- "$D" run "$M" --attn-quant qk
+ok "one line" one_error_line "--attn-quant 'qk': auto, none, q, qp or vk"
+expect 2 "--attn-quant vk with a q8_0 cache" -- "$D" run "$M" --attn-quant vk --kv-type q8_0
+ok "one line" one_error_line "attention rounding vk is ggml-vulkan's as measured with f32 and f16 caches, not q8_0"
+expect 0 "--attn-quant vk" -- "$D" run "$M" --attn-quant vk --kv-type f16 --tokens 1,2,3
+ok "run prints it" grep -q "^arith    act-quant none (.*), attn-quant vk, kv cache f16$" "$T/out"
 expect 2 "bad --kv-type" -- "$D" run "$M" --kv-type bf16
 ok "one line" one_error_line "--kv-type 'bf16': f32, f16 or q8_0"
 expect 2 "bisect: bad --kv-type" -- "$D" bisect "$M" --kv-type q4

@@ -384,34 +384,61 @@ static void test_f64_same_grid(void **state)
 
 static void test_tables(void **state)
 {
-    /* auto: ggml-cpu's vec_dot_type (type_traits_cpu in ggml-cpu.c), but
-     * f16 weights take llamafile's sgemm with f32 activations (arith.c) */
+    /* auto: ggml-cpu's vec_dot_type (type_traits_cpu in ggml-cpu.c); amx
+     * the same but f32 for the f16 matrices the AMX buffer type takes */
     const int w[] = {DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q4_0,
                      DV_TYPE_Q4_1, DV_TYPE_Q4_K, DV_TYPE_Q6_K, DV_TYPE_IQ4_XS, DV_TYPE_IQ4_NL};
-    const int a[] = {DV_TYPE_F32, DV_TYPE_F32, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q8_0,
+    const int a[] = {DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_BF16, DV_TYPE_Q8_0, DV_TYPE_Q8_0,
                      DV_TYPE_Q8_1, DV_TYPE_Q8_K, DV_TYPE_Q8_K, DV_TYPE_Q8_K, DV_TYPE_Q8_0};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-        assert_int_equal(dv_arith_act_type(DV_ACTQ_AUTO, w[i]), a[i]);
-        assert_int_equal(dv_arith_act_type(DV_ACTQ_NONE, w[i]), DV_TYPE_F32);
-        assert_int_equal(dv_arith_act_type(DV_ACTQ_Q8_1, w[i]), DV_TYPE_Q8_1);
-        assert_int_equal(dv_arith_act_type(DV_ACTQ_F16, w[i]), DV_TYPE_F16);
+        assert_int_equal(dv_arith_act_type(DV_ACTQ_AUTO, w[i], 64, 64), a[i]);
+        assert_int_equal(dv_arith_act_type(DV_ACTQ_AMX, w[i], 64, 64),
+                         w[i] == DV_TYPE_F16 ? DV_TYPE_F32 : a[i]);
+        assert_int_equal(dv_arith_act_type(DV_ACTQ_NONE, w[i], 64, 64), DV_TYPE_F32);
+        assert_int_equal(dv_arith_act_type(DV_ACTQ_Q8_1, w[i], 64, 64), DV_TYPE_Q8_1);
+        assert_int_equal(dv_arith_act_type(DV_ACTQ_F16, w[i], 64, 64), DV_TYPE_F16);
     }
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_Q8_0);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F32), DV_TYPE_F32);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F32);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_F16, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_Q8_0), DV_TYPE_F32);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_AUTO, DV_TYPE_F16), DV_TYPE_F32);
-    /* the explicit modes, whatever act_quant says: q only (ggml's Vulkan
-     * backend), both, neither */
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F16), DV_TYPE_F32);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_QP, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_NONE, DV_ATTNQ_QP, DV_TYPE_F16), DV_TYPE_F16);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_AUTO, DV_ATTNQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
-    assert_int_equal(dv_arith_p_type(DV_ACTQ_AUTO, DV_ATTNQ_NONE, DV_TYPE_F16), DV_TYPE_F32);
-    assert_int_equal(dv_arith_q_type(DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F32), DV_TYPE_F32);
+    /* AMX takes rows % 32 == 0 and cols % 16 == 0 only */
+    assert_int_equal(dv_arith_act_type(DV_ACTQ_AMX, DV_TYPE_F16, 48, 64), DV_TYPE_F16);
+    assert_int_equal(dv_arith_act_type(DV_ACTQ_AMX, DV_TYPE_F16, 64, 40), DV_TYPE_F16);
+    assert_int_equal(dv_act_quant_from_name("amx"), DV_ACTQ_AMX);
+    const int F32 = DV_TYPE_F32, F16 = DV_TYPE_F16, Q8 = DV_TYPE_Q8_0;
+    /* {aq, attnq, kv, T} -> {q, k, p, v, acc_f16}, and the name a dump records */
+    static const struct {
+        int aq, attnq, kv, T;
+        struct dv_attn_round r;
+        const char *name;
+    } cases[] = {
+        /* ggml's CPU: the cache's vec_dot_type, unless act_quant is none */
+        {DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F16, 5, {F16, F32, F16, F32, false}, "qp"},
+        {DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_Q8_0, 5, {Q8, F32, F32, F32, false}, "q"},
+        {DV_ACTQ_AUTO, DV_ATTNQ_AUTO, DV_TYPE_F32, 5, {F32, F32, F32, F32, false}, "none"},
+        {DV_ACTQ_NONE, DV_ATTNQ_AUTO, DV_TYPE_F16, 5, {F32, F32, F32, F32, false}, "none"},
+        {DV_ACTQ_F16, DV_ATTNQ_AUTO, DV_TYPE_F16, 1, {F16, F32, F16, F32, false}, "qp"},
+        /* the explicit modes, whatever act_quant says */
+        {DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F16, 5, {F16, F32, F32, F32, false}, "q"},
+        {DV_ACTQ_NONE, DV_ATTNQ_QP, DV_TYPE_F16, 5, {F16, F32, F16, F32, false}, "qp"},
+        {DV_ACTQ_AUTO, DV_ATTNQ_NONE, DV_TYPE_F16, 5, {F32, F32, F32, F32, false}, "none"},
+        {DV_ACTQ_NONE, DV_ATTNQ_Q, DV_TYPE_F32, 5, {F32, F32, F32, F32, false}, "none"},
+        /* ggml's Vulkan: f32 matrix-vector products for one token, f16
+         * copies for more, summed in f16 only with an f16 V cache */
+        {DV_ACTQ_NONE, DV_ATTNQ_VK, DV_TYPE_F16, 1, {F32, F32, F32, F32, false}, "vk"},
+        {DV_ACTQ_NONE, DV_ATTNQ_VK, DV_TYPE_F16, 2, {F16, F16, F16, F16, true}, "vk"},
+        {DV_ACTQ_NONE, DV_ATTNQ_VK, DV_TYPE_F32, 1, {F32, F32, F32, F32, false}, "vk"},
+        {DV_ACTQ_NONE, DV_ATTNQ_VK, DV_TYPE_F32, 6, {F16, F16, F16, F16, false}, "vk"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct dv_attn_round r = dv_arith_attn(cases[i].aq, cases[i].attnq, cases[i].kv,
+                                                     cases[i].T);
+        const struct dv_attn_round *e = &cases[i].r;
+        if (r.q != e->q || r.k != e->k || r.p != e->p || r.v != e->v ||
+            r.acc_f16 != e->acc_f16)
+            fail_msg("case %zu: q %d k %d p %d v %d acc_f16 %d", i, r.q, r.k, r.p, r.v,
+                     r.acc_f16);
+        assert_string_equal(dv_arith_attn_name(cases[i].aq, cases[i].attnq, cases[i].kv),
+                            cases[i].name);
+    }
+    assert_int_equal(dv_attn_quant_from_name("vk"), DV_ATTNQ_VK);
     assert_true(dv_arith_kv_ok(DV_TYPE_F16) && !dv_arith_kv_ok(DV_TYPE_Q4_0));
     assert_int_equal(dv_act_quant_from_name("q8_k"), DV_ACTQ_Q8_K);
     assert_int_equal(dv_act_quant_from_name("q8_K"), DV_ACTQ_Q8_K);

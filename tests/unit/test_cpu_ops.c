@@ -1,6 +1,8 @@
 /*
  * test_cpu_ops.c - the reference's attention and matmul ops on their own.
  *
+ * dv_cpu_kqv_f16acc against values llama.cpp's Vulkan backend computed on
+ * lavapipe (bit for bit);
  * dv_cpu_kq, dv_cpu_kqv and dv_cpu_matmul (f32 and f64) against naive
  * loops in double written here, on seeded random data: several shapes
  * (plain multi-head, GQA, one kv head; T = 1 and T > 1; pos0 = 0 and
@@ -424,11 +426,60 @@ static void test_matmul_matches_oracle_q(void **state)
     tu_collect_free(&c);
 }
 
+/* ---- kqv summed in f16, as ggml-vulkan -------------------------------------- */
+
+/* One query of layer 0 in the second pass (pos0 6, 5 tokens) of llama.cpp's
+ * Vulkan backend on lavapipe (llvmpipe, Mesa 22.3.6), tiny-f32 with an f16
+ * cache (diverge run --backend llama.cpp:Vulkan0 --tokens 1,...,13 --passes
+ * 6,5,1,1 --dump): its probabilities over the 11 keys of the cache (the
+ * last 4 masked), three columns of V as the cache holds them, and the
+ * attn_out values the backend wrote. The keys in their own order, or an
+ * exact sum rounded once, give other values: 0.495361328125,
+ * 0.163818359375, -0.55712890625 in key order. */
+static void test_kqv_f16acc_llama_cpp_vulkan(void **state)
+{
+    (void)state;
+    enum { N = 11, HD = 3 };
+    static const float p[N] = {0x1.4864ap-2f, 0x1.8ebe0ap-3f, 0x1.27aba6p-5f, 0x1.6f09ap-3f,
+                               0x1.0c9f34p-2f, 0x1.138e32p-9f, 0x1.3ef0fap-8f, 0, 0, 0, 0};
+    static const float vcol[HD][N] = {
+        {-0.59228515625f, 2.931640625f, -1.2685546875f, 1.2783203125f, -0.278564453125f,
+         0.058349609375f, 0.8310546875f, -0.0694580078125f, -0.83056640625f, -0.68408203125f,
+         -0.70703125f},
+        {0.896484375f, 0.6943359375f, -0.421630859375f, -0.08172607421875f, -0.84033203125f,
+         -0.299072265625f, -1.7109375f, 0.8994140625f, 0.1456298828125f, 1.162109375f,
+         -1.400390625f},
+        {-1.0224609375f, 0.890625f, 1.126953125f, -0.97021484375f, -1.0078125f,
+         1.1787109375f, -1.5859375f, 0.384521484375f, -1.8505859375f, 0.2685546875f,
+         0.8193359375f},
+    };
+    static const float want[HD] = {0.494873046875f, 0.1634521484375f, -0.5576171875f};
+    float att[N], v[N * HD], out[HD];
+    double attd[N], vd[N * HD], outd[HD];
+    for (int j = 0; j < N; j++) {
+        att[j] = dv_f16_to_f32(dv_f32_to_f16(p[j])); /* the probabilities enter as f16 */
+        attd[j] = att[j];
+        for (int e = 0; e < HD; e++) vd[j * HD + e] = v[j * HD + e] = vcol[e][j];
+    }
+    /* one head, one query at position 10 over keys 0..10 */
+    dv_cpu_kqv_f16acc_f32(out, att, v, 1, 10, 1, 1, HD);
+    dv_cpu_kqv_f16acc_f64(outd, attd, vd, 1, 10, 1, 1, HD);
+    for (int e = 0; e < HD; e++) {
+        assert_true(out[e] == want[e]);
+        assert_true(outd[e] == (double)want[e]);
+    }
+    /* a sum past the f16 range is clamped to it, as the shader stores it */
+    float big_p[2] = {1, 1}, big_v[2] = {60000, 60000}, big;
+    dv_cpu_kqv_f16acc_f32(&big, big_p, big_v, 1, 1, 1, 1, 1);
+    assert_true(big == 65504.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kq_naive),
         cmocka_unit_test(test_kqv_naive),
+        cmocka_unit_test(test_kqv_f16acc_llama_cpp_vulkan),
         cmocka_unit_test(test_matmul_fixture_weights),
         cmocka_unit_test(test_matmul_partial_blocks),
         cmocka_unit_test(test_matmul_threads_bit_identical),

@@ -344,11 +344,7 @@ static void test_products(void **state)
              {GGML_TYPE_Q4_K, DV_TYPE_Q4_K}, {GGML_TYPE_Q6_K, DV_TYPE_Q6_K},
              {GGML_TYPE_F16, DV_TYPE_F16},   {GGML_TYPE_BF16, DV_TYPE_BF16}};
     for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
-        int at = dv_arith_act_type(DV_ACTQ_AUTO, w[k].t);
-        if (w[k].t == DV_TYPE_F16) { /* auto takes llamafile's sgemm (arith.c); the dot is f16 */
-            assert_int_equal(at, DV_TYPE_F32);
-            at = DV_TYPE_F16;
-        }
+        const int at = dv_arith_act_type(DV_ACTQ_AUTO, w[k].t, 256, 256);
         assert_int_equal((int)v[best].traits(w[k].g)->vec_dot_type, at); /* the same table */
         double raw;
         const double r = product_ratio(&v[best], w[k].g, w[k].t, at, 256, 77u + (uint32_t)k, &raw);
