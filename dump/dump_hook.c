@@ -109,7 +109,9 @@ dv_status dv_dump_describe(dv_dump *d, const struct dv_model *m,
         {"device", device ? device : ""}, {"driver", driver ? driver : ""},
         {"inject", inject ? inject : ""},
         {"act_quant", a.act_quant >= 0 ? dv_act_quant_name(a.act_quant) : "unknown"},
-        {"act_quant_types", types}, {"attn_quant", dv_arith_attn_name(a.act_quant < 0 ? DV_ACTQ_AUTO : a.act_quant, a.attn_quant, a.kv_type)},
+        {"act_quant_types", types},
+        {"attn_quant", a.act_quant >= 0 ? dv_arith_attn_name(a.act_quant, a.attn_quant, a.kv_type)
+                                        : "unknown"},
         {"kv_type", dv_type_name(a.kv_type)}};
     const struct { const char *k; int64_t v; } ints[] = {
         {"n_vocab", c->n_vocab}, {"n_embd", c->d_model}, {"n_layer", c->n_layer},

@@ -141,8 +141,9 @@ for args in "--flash-attn on" "--passes 9,4" "--gpu-layers 1"; do
     # shellcheck disable=SC2086
     expect 0 "Vulkan $args" -- "$D" run "$T/tiny-f32.gguf" --backend llama.cpp:Vulkan0 \
         --tokens $TOKS --threads 1 --dump "$T/undeclared.h5" $args
-    ok "Vulkan $args: act_quant unknown" "$PY" -c "import h5py, sys
-sys.exit(0 if h5py.File(sys.argv[1], 'r').attrs['act_quant'] == 'unknown' else 1)" \
+    ok "Vulkan $args: act_quant and attn_quant unknown" "$PY" -c "import h5py, sys
+a = h5py.File(sys.argv[1], 'r').attrs
+sys.exit(0 if (a['act_quant'], a['attn_quant']) == ('unknown', 'unknown') else 1)" \
         "$T/undeclared.h5"
 done
 # bisect with llama.cpp's Vulkan as the test emulates what it declares
