@@ -621,14 +621,14 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
             st = side_open(&rs.sd[k], m, o, k, max_t, &ar, r->inject, descs[k],
                            sizeof r->test_desc);
     if (!st) st = live_run(m, o, &rs, r);
-    for (int k = 0; k < N_SIDES; k++) {
-        dv_status c = side_close(&rs.sd[k], st == DV_OK);
-        if (!st) st = c;
-    }
+    /* the kept dumps hold the passes run, complete when the live run was:
+     * a broken reference keeps them too (they show what broke) */
+    const bool keep = st == DV_OK;
     r->run_s = now_s() - t0;
     if (!st && rs.broken.name[0]) st = broken_run(o, &rs, r);
 
-    r->replayable = o->test == DV_BACKEND_VULKAN;
+    /* any test backend with a single-op entry replays (engine.h, run_op) */
+    r->replayable = rs.sd[SIDE_TEST].e && dv_engine_backend(rs.sd[SIDE_TEST].e)->run_op;
     if (!st && r->first_pass >= 0 && r->replayable) { /* where it starts */
         const double t1 = now_s();
         r->replay_pass = r->first_pass;
@@ -639,9 +639,14 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         pos = r->passes[r->first_pass].pos0;
         st = dv_replay_layer(m, o, o->tokens + pos, r->replay_layer, &rs.sd[SIDE_TEST].cap,
                              &rs.sd[SIDE_REF].cap,
-                             o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL, rs.kc, rs.vc,
-                             o->n_tokens, r);
+                             o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL,
+                             rs.sd[SIDE_TEST].e, o->oracle >= 0 ? rs.sd[SIDE_ORACLE].e : NULL,
+                             rs.kc, rs.vc, o->n_tokens, r);
         r->replay_s = now_s() - t1;
+    }
+    for (int k = 0; k < N_SIDES; k++) {
+        dv_status c = side_close(&rs.sd[k], keep);
+        if (!st) st = c;
     }
     if (!st && r->first_pass >= 0 && o->layer_split && r->replayable) {
         const double t2 = now_s();

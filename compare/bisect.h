@@ -166,13 +166,15 @@ void dv_bisect_row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pa
                        const struct dv_policy *p);
 
 /* Fill r->ops, r->culprit for layer `layer` (-1: output_norm and logits)
- * of the pass whose captures are test, ref and oracle (NULL without);
- * kc/vc: the reference's cache of every layer [n_layer, n_ctx, kvd] (f32)
- * holding positions < pos0 of earlier passes. */
+ * of the pass whose captures are test, ref and oracle (NULL without):
+ * each op runs alone on engine `alone` (the test's) and, for its noise
+ * floor, on `floor` (the oracle's, NULL without), fed the reference's
+ * tensors of the pass; kc/vc: the reference's cache of every layer
+ * [n_layer, n_ctx, kvd] (f32) holding positions < pos0 of earlier passes. */
 dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
                           const int32_t *tokens, int layer, const struct dv_capture *test,
                           const struct dv_capture *ref, const struct dv_capture *oracle,
-                          const float *kc, const float *vc, int n_ctx,
-                          struct dv_bisect_result *r);
+                          struct dv_engine *alone, struct dv_engine *floor, const float *kc,
+                          const float *vc, int n_ctx, struct dv_bisect_result *r);
 
 #endif

@@ -94,6 +94,7 @@ const struct dv_backend dv_backend_cpu = {
     .logits = cpu_logits_f32,
     .free = cpu_free_f32,
     .describe = cpu_describe,
+    .run_op = cpu_run_op_f32,
 };
 
 const struct dv_backend dv_backend_cpu_f64 = {
@@ -104,4 +105,5 @@ const struct dv_backend dv_backend_cpu_f64 = {
     .logits = cpu_logits_f64,
     .free = cpu_free_f64,
     .describe = cpu_describe,
+    .run_op = cpu_run_op_f64,
 };

@@ -171,6 +171,51 @@ dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
     return hook && hook->end_pass ? hook->end_pass(hook->user, p.index) : DV_OK;
 }
 
+int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c)
+{
+    const int64_t T = c->T, n_kv = (int64_t)c->pos0 + c->T;
+    const int64_t H = cfg->n_head, hd = cfg->head_dim;
+    switch (c->op) {
+    case DV_OP_GET_ROWS: return c->w ? T * c->w->ne[0] : 0;
+    case DV_OP_RMSNORM: return T * c->n;
+    case DV_OP_MATMUL: return c->w ? T * c->w->ne[1] : 0;
+    case DV_OP_ROPE: return T * c->nh * hd;
+    case DV_OP_KQ:
+    case DV_OP_SOFTMAX: return H * T * n_kv;
+    case DV_OP_KQV: return T * H * hd;
+    case DV_OP_ADD:
+    case DV_OP_SILU_MUL: return c->n;
+    default: return 0;
+    }
+}
+
+dv_status dv_engine_run_op(struct dv_engine *e, const struct dv_op_call *c, void *y)
+{
+    if (!e->be->run_op)
+        return dv_fail(DV_E_USAGE, "the %s backend cannot run an op alone", e->be->name);
+    const struct dv_config *cfg = &e->model->cfg;
+    const bool need_w = c->op == DV_OP_GET_ROWS || c->op == DV_OP_RMSNORM ||
+                        c->op == DV_OP_MATMUL;
+    if (c->T < 1 || c->T > e->opts.n_batch || c->pos0 < 0 ||
+        (int64_t)c->pos0 + c->T > e->opts.n_ctx || (need_w && !c->w) ||
+        (c->op == DV_OP_GET_ROWS && !c->ids) || (c->op != DV_OP_GET_ROWS && !c->a) ||
+        ((c->op == DV_OP_ADD || c->op == DV_OP_SILU_MUL || c->op == DV_OP_KQ ||
+          c->op == DV_OP_KQV) && !c->b) ||
+        ((c->op == DV_OP_KQ || c->op == DV_OP_KQV) && c->pos0 && !c->past) ||
+        (c->op == DV_OP_ROPE && (c->nh != cfg->n_head && c->nh != cfg->n_head_kv)) ||
+        (c->op == DV_OP_RMSNORM && c->n != c->w->ne[0]) ||
+        dv_op_call_count(cfg, c) <= 0)
+        return dv_fail(DV_E_USAGE, "op %s alone: bad call (T %d, pos0 %d; the engine holds "
+                       "%d tokens a call, %d in all)", dv_op_name(c->op), c->T, c->pos0,
+                       e->opts.n_batch, e->opts.n_ctx);
+    if (c->op == DV_OP_GET_ROWS)
+        for (int t = 0; t < c->T; t++)
+            if (c->ids[t] < 0 || c->ids[t] >= c->w->ne[1])
+                return dv_fail(DV_E_USAGE, "op get_rows alone: row %d of %lld", c->ids[t],
+                               (long long)c->w->ne[1]);
+    return e->be->run_op(e->impl, c, y);
+}
+
 dv_status dv_engine_logits(struct dv_engine *e, int t, double *out)
 {
     if (t < 0 || t >= e->last_n)

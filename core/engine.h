@@ -133,6 +133,32 @@ struct dv_backend_attr {
     double r;        /* DV_BATTR_REAL */
 };
 
+/* One op of the forward pass, alone (struct dv_backend's run_op): the
+ * inputs as f32 host arrays, in the layouts of design.md's tensors.
+ *   GET_ROWS  w: the embedding, ids[T]                    -> [T, cols]
+ *   RMSNORM   a [T, n], w: the norm vector [n]            -> [T, n]
+ *   MATMUL    a [T, cols], w [rows, cols]                 -> [T, rows]
+ *   ROPE      a [T, nh, head_dim] at positions pos0..      -> the same
+ *   KQ        a = q_rope [T, H*hd], past [pos0, Hkv*hd] (the cache rows of
+ *             earlier passes, as their k_rope), b = k_rope [T, Hkv*hd]
+ *                                                          -> [H, T, pos0+T]
+ *   SOFTMAX   a = the scores [H, T, pos0+T]                -> the same
+ *   KQV       a = the probabilities, past and b as for KQ but of v
+ *                                                          -> [T, H*hd]
+ *   ADD, SILU_MUL  a, b [n]                                -> [n]
+ * The backend computes it as its forward pass computes that op (the same
+ * kernels, its declared arithmetic, its fault at `layer`). */
+struct dv_op_call {
+    int op;            /* enum dv_op */
+    int layer;         /* the op's layer, -1 outside the layers */
+    int T, pos0;
+    const float *a, *b, *past;
+    const struct dv_gguf_tensor *w;
+    const int32_t *ids;
+    int64_t n;         /* RMSNORM row width; ADD, SILU_MUL values */
+    int64_t nh;        /* ROPE heads */
+};
+
 /* A backend: designated-initializer table, as ggml's backend interface. */
 struct dv_backend {
     const char *name;
@@ -157,6 +183,10 @@ struct dv_backend {
      * for an engine diverge does not write; NULL: what the options say
      * (the cpu backends emulate them, vulkan computes exact f32). */
     void (*arith)(void *impl, struct dv_arith *a);
+    /* Optional (NULL: the backend cannot run an op alone): op c into y
+     * (act_type values; c->T must not exceed the engine's n_batch nor
+     * pos0 + T its n_ctx). DV_E_USAGE for an op it has no kernel for. */
+    dv_status (*run_op)(void *impl, const struct dv_op_call *c, void *y);
 };
 
 extern const struct dv_backend dv_backend_cpu;
@@ -175,6 +205,13 @@ dv_status dv_engine_open(const struct dv_model *m, int kind,
                          const struct dv_engine_opts *o,
                          struct dv_engine **out);
 void dv_engine_free(struct dv_engine *e);
+
+/* The values op c outputs (struct dv_op_call), for model config cfg; 0 for
+ * an op that has no output of its own (VIEW) or bad sizes. */
+int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c);
+/* Run op c alone on e (struct dv_backend's run_op): DV_E_USAGE when the
+ * backend has no single-op entry, or the call is out of e's sizes. */
+dv_status dv_engine_run_op(struct dv_engine *e, const struct dv_op_call *c, void *y);
 
 /* Run one pass. tokens[n] must be ids < n_vocab, 1 <= n <= n_batch,
  * pos0 <= cached tokens, pos0 + n <= n_ctx; otherwise DV_E_USAGE (nothing

@@ -54,35 +54,43 @@ enum dv_shape_kind {
     DV_SHAPE_KIND_COUNT
 };
 
-/*        enum        suffix        op        shape */
-#define DV_LAYER_TENSOR_LIST(X)                                              \
-    X(ATTN_IN, "attn_in", VIEW, TD) /* layer 0: GET_ROWS (the embedding) */ \
-    X(ATTN_NORM, "attn_norm", RMSNORM, TD)                                  \
-    X(Q, "q", MATMUL, THHD)                                                 \
-    X(K, "k", MATMUL, THKVHD)                                               \
-    X(V, "v", MATMUL, THKVHD)                                               \
-    X(Q_ROPE, "q_rope", ROPE, THHD)                                         \
-    X(K_ROPE, "k_rope", ROPE, THKVHD)                                       \
-    X(KQ, "kq", KQ, HTKV)                                                   \
-    X(KQ_SOFTMAX, "kq_softmax", SOFTMAX, HTKV)                              \
-    X(ATTN_OUT, "attn_out", KQV, THD)                                       \
-    X(ATTN_PROJ, "attn_proj", MATMUL, TD)                                   \
-    X(FFN_IN, "ffn_in", ADD, TD)                                            \
-    X(FFN_NORM, "ffn_norm", RMSNORM, TD)                                    \
-    X(FFN_GATE, "ffn_gate", MATMUL, TF)                                     \
-    X(FFN_UP, "ffn_up", MATMUL, TF)                                         \
-    X(FFN_ACT, "ffn_act", SILU_MUL, TF)                                     \
-    X(FFN_OUT, "ffn_out", MATMUL, TD)                                       \
-    X(OUT, "out", ADD, TD)
+/* Each tensor's op reads the tensors in0 and in1 of the same layer (NONE:
+ * no such input) and the layer's weight W(field of struct dv_layer) or
+ * none (NOW); KQ and KQV also read the layer's K or V cache of earlier
+ * passes. attn_in reads the previous layer's out (layer 0: the token
+ * ids, through the embedding). Replay, attribution and the verifier take
+ * an op's inputs from here.
+ *        enum        suffix        op        shape   in0         in1        weight */
+#define DV_LAYER_TENSOR_LIST(X)                                                          \
+    X(ATTN_IN, "attn_in", VIEW, TD, NONE, NONE, NOW) /* layer 0: GET_ROWS */            \
+    X(ATTN_NORM, "attn_norm", RMSNORM, TD, ATTN_IN, NONE, W(attn_norm))                 \
+    X(Q, "q", MATMUL, THHD, ATTN_NORM, NONE, W(wq))                                     \
+    X(K, "k", MATMUL, THKVHD, ATTN_NORM, NONE, W(wk))                                   \
+    X(V, "v", MATMUL, THKVHD, ATTN_NORM, NONE, W(wv))                                   \
+    X(Q_ROPE, "q_rope", ROPE, THHD, Q, NONE, NOW)                                       \
+    X(K_ROPE, "k_rope", ROPE, THKVHD, K, NONE, NOW)                                     \
+    X(KQ, "kq", KQ, HTKV, Q_ROPE, K_ROPE, NOW)                                          \
+    X(KQ_SOFTMAX, "kq_softmax", SOFTMAX, HTKV, KQ, NONE, NOW)                           \
+    X(ATTN_OUT, "attn_out", KQV, THD, KQ_SOFTMAX, V, NOW)                               \
+    X(ATTN_PROJ, "attn_proj", MATMUL, TD, ATTN_OUT, NONE, W(wo))                        \
+    X(FFN_IN, "ffn_in", ADD, TD, ATTN_IN, ATTN_PROJ, NOW)                               \
+    X(FFN_NORM, "ffn_norm", RMSNORM, TD, FFN_IN, NONE, W(ffn_norm))                     \
+    X(FFN_GATE, "ffn_gate", MATMUL, TF, FFN_NORM, NONE, W(ffn_gate))                    \
+    X(FFN_UP, "ffn_up", MATMUL, TF, FFN_NORM, NONE, W(ffn_up))                          \
+    X(FFN_ACT, "ffn_act", SILU_MUL, TF, FFN_GATE, FFN_UP, NOW)                          \
+    X(FFN_OUT, "ffn_out", MATMUL, TD, FFN_ACT, NONE, W(ffn_down))                       \
+    X(OUT, "out", ADD, TD, FFN_IN, FFN_OUT, NOW)
 
 enum dv_layer_tensor {
-#define DV_X(e, s, op, sh) DV_LT_##e,
+#define DV_X(e, s, op, sh, i0, i1, w) DV_LT_##e,
     DV_LAYER_TENSOR_LIST(DV_X)
 #undef DV_X
     DV_LT_COUNT
 };
 
-/* Tensors outside the layers, after the last one. */
+/* Tensors outside the layers, after the last one: output_norm reads the
+ * last layer's out and the model's output_norm, logits output_norm and
+ * the output matrix. */
 #define DV_GLOBAL_TENSOR_LIST(X)                                             \
     X(OUTPUT_NORM, "output_norm", RMSNORM, TD)                              \
     X(LOGITS, "logits", MATMUL, TV)
@@ -106,5 +114,17 @@ int dv_global_tensor_shape(int gt);
 
 /* Number of named tensors one forward pass of n_layer layers produces. */
 int dv_tensors_per_pass(int n_layer);
+
+/* Tensors of a pass by index (execution order): layer tensor lt of layer
+ * L is L * DV_LT_COUNT + lt, output_norm and logits follow the layers. */
+static inline int dv_tensor_index(int layer, int lt) { return layer * DV_LT_COUNT + lt; }
+/* The indices of the tensors tensor i's op reads (in[k] = -1: none; the
+ * embedding and the caches are not tensors of the pass). */
+void dv_tensor_inputs(int i, int n_layer, int in[2]);
+struct dv_model;
+struct dv_gguf_tensor;
+/* The weight tensor i's op reads (embedding, norm vector or matrix), NULL
+ * for none. */
+const struct dv_gguf_tensor *dv_tensor_weight(const struct dv_model *m, int i);
 
 #endif

@@ -366,6 +366,46 @@ static void vk_describe(void *impl, char *device, size_t dcap, char *driver, siz
     snprintf(driver, rcap, "%s", dv_vk_driver_name(s->vk));
 }
 
+/* One op alone on the single-op runner (vk_ops.h): the pipelines this
+ * engine's forward pass records, with its fault where the forward pass
+ * would use it (the op's layer, or everywhere). */
+static dv_status vk_run_op(void *impl, const struct dv_op_call *k, void *out)
+{
+    struct vkf *s = impl;
+    const struct dv_config *c = s->c;
+    struct dv_vkops *o = s->ops;
+    const bool f = k->layer >= 0 ? s->fault_layer < 0 || s->fault_layer == k->layer
+                                 : s->fault_layer < 0;
+    const int T = k->T, pos0 = k->pos0, H = (int)c->n_head, Hkv = (int)c->n_head_kv;
+    const int hd = (int)c->head_dim;
+    const struct dv_gguf_tensor *w = k->w;
+    float *y = out;
+    switch (k->op) {
+    case DV_OP_GET_ROWS:
+        return dv_vkrun_get_rows(o, f, w->type, w->data, w->ne[1], w->ne[0], k->ids, T, y);
+    case DV_OP_RMSNORM: {
+        float *nv = malloc((size_t)k->n * sizeof *nv);
+        if (!nv) return dv_fail(DV_E_NOMEM, "out of memory");
+        dv_status st = dv_dequant_row(w->type, w->data, nv, k->n);
+        if (!st) st = dv_vkrun_rmsnorm(o, f, k->a, nv, T, (int)k->n, (float)c->rms_eps, y);
+        free(nv);
+        return st;
+    }
+    case DV_OP_MATMUL:
+        return dv_vkrun_matmul(o, f, w->type, w->data, w->ne[1], w->ne[0], k->a, T, y);
+    case DV_OP_ROPE:
+        return dv_vkrun_rope(o, f, k->a, T, (int)k->nh, hd, (int)c->n_rot, c->rope_mode, pos0,
+                             c->rope_base, y);
+    case DV_OP_KQ: return dv_vkrun_kq(o, f, k->a, k->past, k->b, T, pos0, H, Hkv, hd, y);
+    case DV_OP_SOFTMAX: return dv_vkrun_softmax(o, f, k->a, H * T, pos0 + T, y);
+    case DV_OP_KQV: return dv_vkrun_kqv(o, f, k->a, k->past, k->b, T, pos0, H, Hkv, hd, y);
+    case DV_OP_ADD: return dv_vkrun_add(o, k->a, k->b, k->n, y);
+    case DV_OP_SILU_MUL: return dv_vkrun_silu_mul(o, k->a, k->b, k->n, y);
+    default:
+        return dv_fail(DV_E_USAGE, "op %s alone: no kernel", dv_op_name(k->op));
+    }
+}
+
 const struct dv_backend dv_backend_vulkan = {
     .name = "vulkan",
     .act_type = DV_TYPE_F32,
@@ -374,4 +414,5 @@ const struct dv_backend dv_backend_vulkan = {
     .logits = vk_logits,
     .free = vk_free,
     .describe = vk_describe,
+    .run_op = vk_run_op,
 };
