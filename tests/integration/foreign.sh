@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# foreign.sh - `diverge compare` on a foreign engine's dumps.
+#
+# tests/foreign/engine.py is an independent LLaMA forward pass in numpy
+# with its own GGUF reader (f32, f16, q8_0) that writes schema-v1 dumps
+# with h5py. No false alarm: its clean dumps of tiny-f32, tiny-f16,
+# tiny-q8_0 and stories260K agree with the cpu reference under the cpu-f64
+# oracle (exit 0). Each of its deliberate bugs (--list-bugs; none of them
+# one of the Vulkan fault zoo), on all layers and two of them on layer 1
+# only, is found (exit 1) at the pass, layer and tensor its table declares.
+# Residual-only dumps (blk.L.out, output_norm and logits, as Hugging Face's
+# output_hidden_states): compare lines up what both dumps hold, lists the
+# rest as only in the reference and judges that; a bug then shows at the
+# first blk.L.out after it. A RoPE shift common to q and k changes no score
+# (RoPE sees relative positions) and is invisible there. Then the engine's
+# own refusals (exit 2).
+. "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+ENGINE=$(dirname "$0")/../foreign/engine.py
+TOKS=1,2,3,4,5,6,7,8,9,10,11,12,13
+SCHED=6,5,1,1
+[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null ||
+    { echo "FAIL: /usr/bin/python3 with python3-h5py and python3-numpy is needed"; exit 1; }
+
+# engine MODEL OUT [ARGS...]: the engine's dump of the 13-token schedule
+engine() {
+    local m=$1 out=$2
+    shift 2
+    expect 0 "engine $(basename "$out")" -- "$PY" "$ENGINE" "$m" --tokens $TOKS \
+        --passes $SCHED --dump "$out" "$@"
+}
+
+# first_div WHAT PASS LAYER TENSOR: compare's output names that first
+# divergence (LAYER - : outside the layers); else show the one it names
+first_div() {
+    local re="^first divergence: pass $2 \\(.*\\), layer $3, blk\\.$3\\.$4 \\("
+    [ "$3" = - ] && re="^first divergence: pass $2 \\(.*\\), $4 \\("
+    if grep -qE "$re" "$T/out"; then
+        n_pass=$((n_pass + 1))
+    else
+        n_fail=$((n_fail + 1))
+        echo "FAIL: $1: first divergence not at pass $2, layer $3, $4"
+        grep "^first divergence" "$T/out" | sed 's/^/    got: /'
+    fi
+}
+
+for ty in f32 f16 q8_0; do
+    expect 0 "fixture tiny-$ty" -- "$D" fixture "tiny-$ty" -o "$T/tiny-$ty.gguf"
+done
+expect 0 "import stories260K" -- "$D" import-llama2c "$FX/data/stories260K.bin" \
+    "$FX/data/tok512.bin" -o "$T/stories.gguf"
+
+for m in tiny-f32 tiny-f16 tiny-q8_0 stories; do
+    for b in cpu cpu-f64; do
+        expect 0 "$m $b dump" -- "$D" run "$T/$m.gguf" --backend $b --tokens $TOKS \
+            --passes $SCHED --dump "$T/$m-$b.h5"
+    done
+    engine "$T/$m.gguf" "$T/$m-eng.h5"
+    expect 0 "$m: the engine agrees with cpu within the noise floor" -- \
+        "$D" compare "$T/$m-eng.h5" "$T/$m-cpu.h5" --oracle "$T/$m-cpu-f64.h5"
+    ok "$m: every tensor compared" test -z "$(grep '^alignment: ' "$T/out")"
+    ok "$m: agree line" grep -q "^agree: " "$T/out"
+    engine "$T/$m.gguf" "$T/$m-res.h5" --residual-only
+    expect 0 "$m: residual-only agrees" -- \
+        "$D" compare "$T/$m-res.h5" "$T/$m-cpu.h5" --oracle "$T/$m-cpu-f64.h5"
+done
+ok "the engine leaves no .part file" test -z "$(ls -A "$T" | grep '\.part$')"
+# tiny-f32: 4 passes of 2 layers; residual-only keeps 4 tensors a pass
+"$D" compare "$T/tiny-f32-res.h5" "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5" >"$T/out"
+ok "sparse: 16 compared, the other 136 only in the reference" \
+    grep -q "^alignment: 16 compared, 136 only in the reference, 0 only in the test" "$T/out"
+ok "sparse: names a missing one" grep -q "^pass 0 blk.0.q: only in the reference" "$T/out"
+
+# every bug of the engine's table, and two of them on layer 1 only; the
+# table gives the first pass (for this schedule), layer and tensor
+"$PY" "$ENGINE" --list-bugs --passes $SCHED | tail -n +2 >"$T/bugs"
+ok "at least 8 bugs" test "$(wc -l <"$T/bugs")" -ge 8
+while read -r name pass layer tensor _ <&3; do
+    for spec in "$name" "$name@1"; do
+        l=$layer
+        case $spec in
+        *@1) case $name in sigmoid-act|decode-no-kv-write) l=1 ;; *) continue ;; esac ;;
+        esac
+        engine "$T/tiny-f32.gguf" "$T/bug.h5" --bug "$spec"
+        expect 1 "$spec: diverges" -- \
+            "$D" compare "$T/bug.h5" "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
+        first_div "$spec" "$pass" "$l" "$tensor"
+        ok "$spec: the report names the fault" grep -q "numpy-engine on CPU, fault $spec;" "$T/out"
+        # residual-only: the first residual after the bug (output_norm stays)
+        engine "$T/tiny-f32.gguf" "$T/bug-res.h5" --bug "$spec" --residual-only
+        if [ "$name" = rope-pos-off ]; then
+            expect 0 "$spec: residual-only cannot see a common RoPE shift" -- \
+                "$D" compare "$T/bug-res.h5" "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
+            continue
+        fi
+        expect 1 "$spec: residual-only diverges" -- \
+            "$D" compare "$T/bug-res.h5" "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
+        rt=out
+        [ "$l" = - ] && rt=$tensor
+        first_div "$spec: residual-only" "$pass" "$l" "$rt"
+    done
+done 3<"$T/bugs"
+
+# the engine's refusals: one line, exit 2, nothing written
+expect 0 "fixture tiny-q4_0" -- "$D" fixture tiny-q4_0 -o "$T/tiny-q4_0.gguf"
+expect 2 "q4_0 weights" -- "$PY" "$ENGINE" "$T/tiny-q4_0.gguf" --tokens 1,2 --dump "$T/x.h5"
+ok "names the type" grep -q "^engine.py: .*tiny-q4_0.gguf: tensor .* is q4_0: this engine reads f32, f16 and q8_0 only$" "$T/err"
+head -c 3000 "$T/tiny-f32.gguf" >"$T/cut.gguf"
+expect 2 "cut GGUF" -- "$PY" "$ENGINE" "$T/cut.gguf" --tokens 1,2 --dump "$T/x.h5"
+ok "cut: one line" test "$(wc -l <"$T/err")" -eq 1
+expect 2 "unknown bug" -- "$PY" "$ENGINE" "$T/tiny-f32.gguf" --tokens 1,2 --dump "$T/x.h5" --bug nope
+expect 2 "a bug on a layer it cannot touch" -- "$PY" "$ENGINE" "$T/tiny-f32.gguf" \
+    --tokens 1,2 --dump "$T/x.h5" --bug layer0-cache@0
+expect 2 "passes that do not split the tokens" -- "$PY" "$ENGINE" "$T/tiny-f32.gguf" \
+    --tokens 1,2 --passes 1,2 --dump "$T/x.h5"
+ok "nothing written" test ! -e "$T/x.h5"
+finish
