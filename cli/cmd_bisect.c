@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "arith.h"
 #include "bisect.h"
 #include "bisect_report.h"
 #include "commands.h"
@@ -16,12 +17,16 @@
 #include "fault.h"
 #include "model.h"
 #include "outfile.h"
+#include "reader.h"
 #include "term.h"
+#include "types.h"
 #include "tokens.h"
 
 struct bisect_cli {
     const char *model, *prompt, *tokens, *passes, *inject, *keep, *policy, *out, *device;
+    const char *test_dump;
     int test, ref, oracle;
+    bool test_given;
     int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
     bool json, no_split, validation;
     bool arith_given; /* --act-quant or --attn-quant: else the test's declared one */
@@ -34,7 +39,10 @@ static void bisect_help(void)
            "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
            "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split]\n"
            "                      [--format text|json] [-o FILE] [--device D] [--validation]\n"
-           "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n\n"
+           "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n"
+           "       diverge bisect MODEL.gguf --test-dump TEST.h5 [--ref, --oracle, --policy,\n"
+           "                      --keep-dumps, --format, -o, --act-quant, --attn-quant,\n"
+           "                      --kv-type as above]\n\n"
            "Run the test backend, the reference and the oracle live on the same tokens,\n"
            "pass by pass, and stop at the first pass with a tensor beyond the noise\n"
            "floor (where the error shows). Then replay each op of that layer alone on\n"
@@ -46,6 +54,13 @@ static void bisect_help(void)
            "                  where the error shows, not yet the op alone; the reference\n"
            "                  and oracle emulate the arithmetic it declares unless\n"
            "                  --act-quant/--attn-quant say otherwise)\n"
+           "  --test-dump F   instead of a live backend, the dump F of any engine's run\n"
+           "                  (diverge run --dump, diverge.h, h5py; sparse is fine): its\n"
+           "                  passes are the tokens and the schedule, the reference and\n"
+           "                  the oracle emulate the arithmetic it declares, and each op\n"
+           "                  of the first divergent layer is recomputed from the dump's\n"
+           "                  own inputs: an op whose output is not what its inputs give\n"
+           "                  is where it starts\n"
            "  --ref B         the reference: cpu (default, f32) or cpu-f64\n"
            "  --oracle B      cpu-f64 (default): noise floor err(test) <= m err(ref) +\n"
            "                  floor; none: the policy's fixed limits\n"
@@ -94,14 +109,16 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
-        {"attn-quant", required_argument, 0, 'Q'},
+        {"attn-quant", required_argument, 0, 'Q'}, {"test-dump", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
                              .oracle = DV_BACKEND_CPU_F64, .kv_type = -1};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'D': o->test_dump = optarg; break;
         case 'T':
+            o->test_given = true;
             if (!strncmp(optarg, "llama.cpp:", 10) && optarg[10]) { /* llama.cpp:DEVICE */
                 o->test = DV_BACKEND_LLAMA_CPP;
                 o->device = optarg + 10;
@@ -155,7 +172,12 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
     if (o->tokens && o->prompt)
         return dv_usage_error("bisect", "give --tokens or --prompt, not both");
     o->model = argv[optind];
-    if (o->kv_type < 0) o->kv_type = dv_default_kv_type(o->test);
+    if (o->test_dump && (o->test_given || o->tokens || o->prompt || o->passes || o->inject ||
+                         o->device || o->validation || o->no_split))
+        return dv_usage_error("bisect", "--test-dump takes its tokens and passes from the "
+                              "dump: not with --test, --tokens, --prompt, --passes, --inject, "
+                              "--device, --validation or --no-layer-split");
+    if (o->kv_type < 0 && !o->test_dump) o->kv_type = dv_default_kv_type(o->test);
     return 0;
 }
 
@@ -198,6 +220,64 @@ static dv_status get_run(const struct bisect_cli *o, const struct dv_model *m,
     return DV_OK;
 }
 
+/* The tokens and schedule of a test dump: its passes, which must run one
+ * after the other from position 0. */
+static dv_status dump_run(const struct dv_reader *d, int32_t **toks, int *n_tok,
+                          int32_t **sched, int *n_pass)
+{
+    int64_t total = 0;
+    for (int p = 0; p < d->n_passes; p++) {
+        const struct dv_reader_pass *rp = &d->passes[p];
+        if (rp->index != p || rp->pos0 != total)
+            return dv_fail(DV_E_INPUT, "%s: pass %lld starts at pos0 %lld, not %lld: bisect "
+                           "takes one schedule of passes from position 0", d->path,
+                           (long long)rp->index, (long long)rp->pos0, (long long)total);
+        total += rp->n_tokens;
+    }
+    if (d->n_passes < 1 || total < 1 || total > (1 << 20))
+        return dv_fail(DV_E_INPUT, "%s: no passes to bisect", d->path);
+    *toks = malloc((size_t)total * sizeof **toks);
+    *sched = malloc((size_t)d->n_passes * sizeof **sched);
+    if (!*toks || !*sched) return dv_fail(DV_E_NOMEM, "out of memory");
+    for (int p = 0; p < d->n_passes; p++) {
+        const struct dv_reader_pass *rp = &d->passes[p];
+        memcpy(*toks + rp->pos0, rp->tokens, (size_t)rp->n_tokens * sizeof **toks);
+        (*sched)[p] = (int32_t)rp->n_tokens;
+    }
+    *n_tok = (int)total, *n_pass = d->n_passes;
+    return DV_OK;
+}
+
+/* A test dump of model m, and the arithmetic it declares for the
+ * reference and the oracle to emulate (unknown or absent: exact; the
+ * options, when given, win). */
+static dv_status dump_open(const struct bisect_cli *o, const struct dv_model *m,
+                           struct dv_reader **d, struct dv_bisect_opts *bo)
+{
+    dv_status s = dv_reader_open(o->test_dump, d);
+    if (s) return s;
+    const struct dv_config *a = &(*d)->cfg, *b = &m->cfg;
+    if (a->n_layer != b->n_layer || a->d_model != b->d_model || a->n_head != b->n_head ||
+        a->n_head_kv != b->n_head_kv || a->head_dim != b->head_dim || a->n_ff != b->n_ff ||
+        a->n_vocab != b->n_vocab)
+        return dv_fail(DV_E_INPUT, "%s is a dump of another model (%lld layers, d_model "
+                       "%lld, vocab %lld; %s has %lld, %lld, %lld)", o->test_dump,
+                       (long long)a->n_layer, (long long)a->d_model, (long long)a->n_vocab,
+                       o->model, (long long)b->n_layer, (long long)b->d_model,
+                       (long long)b->n_vocab);
+    struct dv_reader_arith ar;
+    dv_reader_arith(*d, &ar);
+    const int aq = dv_act_quant_from_name(ar.act_quant);
+    const int attn = dv_attn_quant_from_name(ar.attn_quant);
+    const int kv = dv_type_from_name(ar.kv_type);
+    if (!o->arith_given && aq >= 0) {
+        bo->act_quant = aq;
+        bo->attn_quant = attn >= 0 ? attn : DV_ATTNQ_AUTO;
+    }
+    if (o->kv_type < 0) bo->kv_type = aq >= 0 && dv_arith_kv_ok(kv) ? kv : DV_TYPE_F32;
+    return DV_OK;
+}
+
 static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, int *exit_code)
 {
     int32_t *toks = NULL, *sched = NULL;
@@ -213,7 +293,15 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
                                                    o->test == DV_BACKEND_LLAMA_CPP,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
                                 .inject = {DV_FAULT_NONE, -1}};
-    dv_status s = get_run(o, m, &toks, &n_tok, &sched, &n_pass);
+    struct dv_reader *dump = NULL;
+    dv_status s = DV_OK;
+    if (o->test_dump) {
+        s = dump_open(o, m, &dump, &bo);
+        if (!s) s = dump_run(dump, &toks, &n_tok, &sched, &n_pass);
+        bo.test_dump = dump, bo.layer_split = false;
+    } else {
+        s = get_run(o, m, &toks, &n_tok, &sched, &n_pass);
+    }
     if (!s && o->inject) s = dv_inject_parse(o->inject, (int)m->cfg.n_layer, &bo.inject);
     if (!s) s = o->policy ? dv_policy_load(o->policy, &policy) : dv_policy_default(&policy);
     struct dv_outfile out = {0};
@@ -237,6 +325,7 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
     }
     dv_bisect_free(r);
     dv_policy_free(policy);
+    dv_reader_free(dump);
     free(toks), free(sched);
     return s;
 }

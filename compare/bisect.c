@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "error.h"
 #include "ops.h"
+#include "reader.h"
 #include "types.h"
 
 static double now_s(void)
@@ -31,8 +32,8 @@ static double now_s(void)
 const char *dv_replay_role_name(int role)
 {
     static const char *names[] = {"view", "ok", "culprit", "diverges alone too",
-                                  "propagated"};
-    return role >= 0 && role <= DV_ROLE_PROPAGATED ? names[role] : "?";
+                                  "propagated", "not dumped"};
+    return role >= 0 && role <= DV_ROLE_UNDUMPED ? names[role] : "?";
 }
 
 /* ---- capturing a pass ------------------------------------------------------ */
@@ -120,6 +121,7 @@ static const char *side_file[N_SIDES] = {"test.h5", "ref.h5", "oracle.h5", "exac
 struct side {
     int kind;                 /* DV_BACKEND_*, -1 absent */
     struct dv_engine *e;
+    const struct dv_reader *dump; /* the test side read from a dump (no engine) */
     struct dv_capture cap;
     struct tap tap;
     struct dv_hook hook;
@@ -133,6 +135,19 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
                            const struct dv_arith *ar, const char *inject, char *desc,
                            size_t dcap)
 {
+    if (which == SIDE_TEST && o->test_dump) { /* its passes come from the file */
+        const struct dv_reader *d = o->test_dump;
+        s->dump = d;
+        snprintf(desc, dcap, "the dump %s: %s on %s", d->path, dv_reader_str(d, "backend"),
+                 dv_reader_str(d, "device"));
+        s->cap.n = dv_tensors_per_pass((int)m->cfg.n_layer);
+        if (!(s->cap.t = calloc((size_t)s->cap.n, sizeof *s->cap.t)))
+            return dv_fail(DV_E_NOMEM, "out of memory");
+        s->tap = (struct tap){.cap = &s->cap};
+        s->hook = (struct dv_hook){.begin_pass = tap_begin, .want = tap_want,
+                                   .take = tap_take, .end_pass = tap_end, .user = &s->tap};
+        return DV_OK;
+    }
     /* the test engine declares its own arithmetic; the reference and the
      * oracle emulate *ar (arith.h), the exact side nothing */
     struct dv_arith a = which == SIDE_TEST ? (struct dv_arith){DV_ACTQ_NONE, DV_ATTNQ_AUTO,
@@ -175,6 +190,35 @@ static dv_status side_open(struct side *s, const struct dv_model *m,
     s->hook = (struct dv_hook){.begin_pass = tap_begin, .want = tap_want, .take = tap_take,
                                .end_pass = tap_end, .user = &s->tap};
     return DV_OK;
+}
+
+/* Pass p of the test dump through the side's hook, as an engine would hand
+ * its tensors over: the tensors of the table it holds, as f32 (a sparse
+ * dump leaves the others out). */
+static dv_status dump_pass(struct side *s, const struct dv_model *m, int p)
+{
+    const struct dv_reader *d = s->dump;
+    const struct dv_reader_pass *rp = &d->passes[p];
+    const struct dv_hook *h = &s->hook;
+    dv_status st = h->begin_pass(h->user, p, (int)rp->pos0, (int)rp->n_tokens, rp->tokens);
+    for (int t = 0; !st && t < rp->n_tensors; t++) {
+        const struct dv_reader_tensor *x = &rp->tensors[t];
+        if (!x->known) continue;
+        const int i = x->id.layer >= 0 ? dv_tensor_index(x->id.layer, x->id.which)
+                                       : (int)m->cfg.n_layer * DV_LT_COUNT + x->id.which;
+        float *v = malloc((size_t)(x->n_elems ? x->n_elems : 1) * sizeof *v);
+        if (!v) return dv_fail(DV_E_NOMEM, "out of memory");
+        st = dv_reader_read(d, p, t, DV_TYPE_F32, v);
+        struct dv_tensor_desc desc = {.pass = p, .pos0 = (int)rp->pos0,
+                                      .n_tokens = (int)rp->n_tokens, .tokens = rp->tokens,
+                                      .name = x->name, .layer = x->id.layer,
+                                      .op = x->id.op,
+                                      .order = i, .n_dims = x->n_dims, .type = DV_TYPE_F32};
+        memcpy(desc.shape, x->shape, sizeof desc.shape);
+        if (!st && h->want(h->user, &desc)) st = h->take(h->user, &desc, v);
+        free(v);
+    }
+    return st ? st : h->end_pass(h->user, p);
 }
 
 /* Close the engine and commit (ok) or drop the dump. */
@@ -343,27 +387,6 @@ static dv_status split_search(struct split_ctx *x, struct dv_bisect_result *r)
 /* ---- the verdict ------------------------------------------------------------------ */
 
 /* What an op's divergence alone usually means. */
-static const char *op_hint(const char *op)
-{
-    static const struct {
-        const char *op, *hint;
-    } hints[] = {
-        {"get_rows", "the embedding rows are dequantized wrongly"},
-        {"rmsnorm", "the norm: its eps, its mean or its weight"},
-        {"matmul", "the matrix product: its dequantization, tiling or accumulation"},
-        {"rope", "RoPE: the pairing of dimensions, the angles or the theta base"},
-        {"kq", "the attention scores: the causal mask, the 1/sqrt(head_dim) scale, the "
-               "kv head map or the K cache"},
-        {"softmax", "the softmax: its max, sum or normalization"},
-        {"kqv", "probabilities times V: the kv head map or the V cache"},
-        {"add", "the residual add"},
-        {"silu_mul", "silu(gate) * up"},
-    };
-    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
-        if (!strcmp(hints[i].op, op)) return hints[i].hint;
-    return "this op";
-}
-
 static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
 {
     char *v = r->verdict;
@@ -382,25 +405,38 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
         PUT("the first pass (pos0 0, no past tokens) already diverges. ");
     const struct dv_cmp_row *f = &r->first;
     PUT("It shows at %s (%s)", f->name, f->op);
+    int undumped = 0;
+    for (int k = 0; k < r->n_ops; k++) undumped += r->ops[k].role == DV_ROLE_UNDUMPED;
     if (r->culprit >= 0) {
         const struct dv_replay_op *c = &r->ops[r->culprit];
         const bool same = !strcmp(c->name, f->name);
-        PUT("%s: %s diverges alone on the test backend with the reference's inputs "
-            "(rel err %.3g, %.3g x its limit): %s.", same ? " and starts there" : "",
-            same ? "the op" : c->name, dv_metrics_rel_rms(&c->iso.m), c->iso.ratio,
-            op_hint(c->op));
+        PUT("%s: %s %s (rel err %.3g, %.3g x its limit): %s.", same ? " and starts there" : "",
+            same ? "the op" : c->name,
+            r->from_dump ? "is not what its own inputs in the dump give"
+                         : "diverges alone on the test backend with the reference's inputs",
+            dv_metrics_rel_rms(&c->iso.m), c->iso.ratio,
+            r->by_layer ? "one of the layer's ops (the dump holds only the layers' outputs: "
+                          "dump the layer's tensors to name the op)"
+                        : dv_op_hint(dv_op_from_name(c->op)));
         if (!same) PUT(" It starts at %s (%s).", c->name, c->op);
         if (!strcmp(c->op, "matmul") || !strcmp(c->op, "get_rows"))
             PUT(" Weights: %s.", dv_type_name(r->wtype));
     } else if (!r->replayable) {
-        PUT(". The op is not isolated: diverge has no single-op runner for %s yet, so the "
-            "tensor where the error first shows is as far as bisect gets (op replay on ggml "
-            "devices is the next step).", dv_backend_name(r->test_kind));
+        PUT(". The op is not isolated: diverge has no single-op entry for %s yet, so the "
+            "tensor where the error first shows is as far as a live bisect gets; bisect a "
+            "dump of the same run (diverge run --dump, then bisect --test-dump) to name the "
+            "op from the dump's own inputs.", dv_backend_name(r->test_kind));
+    } else if (r->n_ops && r->from_dump && undumped == r->n_ops) {
+        PUT(": the dump holds too few of the layer's tensors to judge an op on its own "
+            "inputs.");
     } else if (r->n_ops) {
-        PUT(": no op of %s%d diverges alone with the reference's inputs, so the error "
-            "comes in with the layer's input and is amplified (see the amplification "
-            "column); look at earlier layers or at accumulated rounding.",
-            r->replay_layer >= 0 ? "layer " : "the output ops", r->replay_layer);
+        PUT(": no op of %s%d diverges alone with %s, so the error comes in with the "
+            "layer's input and is amplified (see the amplification column); look at earlier "
+            "layers or at accumulated rounding.",
+            r->replay_layer >= 0 ? "layer " : "the output ops", r->replay_layer,
+            r->from_dump ? "its own inputs in the dump" : "the reference's inputs");
+        if (undumped) PUT(" %d of its ops could not be judged: the dump lacks their output "
+                          "or an input.", undumped);
     } else {
         PUT(".");
     }
@@ -456,6 +492,8 @@ struct run_state {
     struct dv_cmp_row broken;        /* the first broken tensor (name "" if none) */
     int broken_pass;
     float *kc, *vc;                  /* the reference's cache, f32 */
+    float *tkc, *tvc;                /* a test dump's own k_rope, v (unrounded) */
+    bool test_kv;                    /* ... every one of every pass was there */
     void **logits[2];                /* [n_pass] ref and oracle logits */
     struct dv_split_probe live_logits; /* the live run's, all layers on the device */
 };
@@ -483,8 +521,9 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         struct dv_bisect_pass *bp = &r->passes[p];
         for (int k = 0; k < N_SIDES; k++) {
             if (rs->sd[k].kind < 0) continue;
-            dv_status st = dv_engine_forward(rs->sd[k].e, o->tokens + pos, o->sched[p], pos,
-                                             &rs->sd[k].hook);
+            dv_status st = rs->sd[k].dump ? dump_pass(&rs->sd[k], m, p)
+                                          : dv_engine_forward(rs->sd[k].e, o->tokens + pos,
+                                                              o->sched[p], pos, &rs->sd[k].hook);
             if (st) return st;
         }
         bp->status = DV_BPASS_CLEAN;
@@ -512,6 +551,13 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         if (!bp->n_tensors)
             return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
         keep_kv(m, &rs->sd[SIDE_REF].cap, o->kv_type, rs->kc, rs->vc, o->n_tokens);
+        if (rs->tkc) { /* the reference engine rounds them as its cache would */
+            for (int64_t il = 0; il < m->cfg.n_layer; il++)
+                rs->test_kv &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_K_ROPE)]
+                                       .data &&
+                               rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_V)].data;
+            keep_kv(m, &rs->sd[SIDE_TEST].cap, DV_TYPE_F32, rs->tkc, rs->tvc, o->n_tokens);
+        }
         dv_status st = keep_logits(rs, p);
         if (st) return st;
         if (rs->broken.name[0]) { /* nothing after this pass can be judged */
@@ -526,6 +572,137 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
     }
     r->n_run = o->n_pass;
     return DV_OK;
+}
+
+/* ---- a sparse test dump: layer by layer ---------------------------------------- */
+
+/* A hook keeping one tensor of the pass (by name: a pass started at a
+ * layer numbers its tensors from there). */
+struct one {
+    char name[32];
+    void *data; /* its values, malloc'd */
+    int type;
+};
+
+static bool one_want(void *u, const struct dv_tensor_desc *d)
+{
+    return !strcmp(d->name, ((struct one *)u)->name);
+}
+
+static dv_status one_take(void *u, const struct dv_tensor_desc *d, const void *data)
+{
+    struct one *o = u;
+    int64_t n = 1;
+    for (int i = 0; i < d->n_dims; i++) n *= d->shape[i];
+    const size_t bytes = (size_t)n * (d->type == DV_TYPE_F64 ? 8 : 4);
+    free(o->data);
+    if (!(o->data = malloc(bytes ? bytes : 1))) return dv_fail(DV_E_NOMEM, "out of memory");
+    memcpy(o->data, data, bytes);
+    o->type = d->type;
+    return DV_OK;
+}
+
+/* The test dump's tensor `name` of pass p as f32, or NULL (not there). */
+static float *dump_f32(const struct dv_reader *d, int p, const char *name)
+{
+    const int t = dv_reader_find_tensor(d, p, name);
+    if (t < 0) return NULL;
+    float *v = malloc((size_t)(d->passes[p].tensors[t].n_elems + 1) * sizeof *v);
+    if (v && dv_reader_read(d, p, t, DV_TYPE_F32, v)) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* Layer L alone on a fresh engine of `kind` with arithmetic ar: passes
+ * 0..fp, each fed the test dump's own blk.(L-1).out (layer 0: the tokens),
+ * so that its cache holds what the test's own inputs give; blk.L.out of
+ * pass fp into *out (the engine's type), NULL when the dump lacks an input. */
+static dv_status layer_alone(const struct dv_model *m, const struct dv_bisect_opts *o,
+                             int kind, const struct dv_arith *ar, int L, int fp, int max_t,
+                             struct one *out)
+{
+    struct dv_engine_opts eo = {.n_ctx = o->n_tokens, .n_batch = max_t,
+                                .act_quant = ar->act_quant, .attn_quant = ar->attn_quant,
+                                .kv_type = ar->kv_type, .cpu_layer0 = L};
+    struct dv_engine *e = NULL;
+    dv_status st = dv_engine_open(m, kind, &eo, &e);
+    *out = (struct one){0};
+    snprintf(out->name, sizeof out->name, "blk.%d.out", L);
+    const struct dv_hook h = {.want = one_want, .take = one_take, .user = out};
+    char prev[32];
+    snprintf(prev, sizeof prev, "blk.%d.out", L - 1);
+    for (int p = 0, pos = 0; !st && p <= fp; pos += o->sched[p++]) {
+        float *x = L > 0 ? dump_f32(o->test_dump, p, prev) : NULL;
+        if (L > 0 && !x) { /* not dumped */
+            free(out->data);
+            out->data = NULL;
+            break;
+        }
+        st = L > 0 ? dv_engine_forward_from(e, o->tokens + pos, o->sched[p], pos, L, x, &h)
+                   : dv_engine_forward(e, o->tokens + pos, o->sched[p], pos, &h);
+        free(x);
+    }
+    dv_engine_free(e);
+    return st;
+}
+
+/* The ops of the first divergent layer are not in the dump (a residual
+ * only dump, as output_hidden_states gives): judge every layer up to it
+ * instead, each recomputed alone from the test's own input residual by
+ * the reference and the oracle; the first whose output is not what its
+ * own input gives is where it starts. The live run's last pass is fp. */
+static dv_status by_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
+                          const struct dv_arith *ar, struct run_state *rs, int max_t,
+                          struct dv_bisect_result *r)
+{
+    const int fp = r->first_pass;
+    const int last = r->first.layer >= 0 ? r->first.layer : (int)m->cfg.n_layer - 1;
+    free(r->ops);
+    r->ops = calloc((size_t)last + 1, sizeof *r->ops);
+    r->n_ops = 0, r->culprit = -1, r->by_layer = true;
+    if (!r->ops) return dv_fail(DV_E_NOMEM, "out of memory");
+    dv_status st = DV_OK;
+    for (int L = 0; !st && L <= last; L++) {
+        struct dv_replay_op *op = &r->ops[r->n_ops++];
+        const int i = dv_tensor_index(L, DV_LT_OUT);
+        const struct dv_captured *t = &rs->sd[SIDE_TEST].cap.t[i];
+        const struct dv_captured *rf = &rs->sd[SIDE_REF].cap.t[i];
+        snprintf(op->name, sizeof op->name, "%s", rf->name);
+        snprintf(op->op, sizeof op->op, "layer");
+        if (L > 0) snprintf(op->inputs, sizeof op->inputs, "blk.%d.out", L - 1);
+        else snprintf(op->inputs, sizeof op->inputs, "token ids");
+        op->amp = NAN;
+        op->role = DV_ROLE_UNDUMPED;
+        if (!judge_tensor(&op->full, m, o, rs->sd, i, fp)) continue; /* no blk.L.out */
+        struct one a = {0}, z = {0};
+        st = layer_alone(m, o, o->ref, ar, L, fp, max_t, &a);
+        if (!st && o->oracle >= 0) st = layer_alone(m, o, o->oracle, ar, L, fp, max_t, &z);
+        if (!st && a.data && (o->oracle < 0 || z.data)) {
+            op->iso = op->full;
+            dv_cmp_judge(&op->iso, &m->cfg, rs->sd[SIDE_REF].cap.pos0, t->data, DV_TYPE_F32,
+                         a.data, a.type, z.data, z.type);
+            op->role = op->iso.status == DV_ROW_DIVERGED
+                           ? (r->culprit < 0 ? DV_ROLE_CULPRIT : DV_ROLE_ALSO)
+                           : op->full.status == DV_ROW_DIVERGED ? DV_ROLE_PROPAGATED
+                                                                : DV_ROLE_OK;
+            if (op->role == DV_ROLE_CULPRIT) r->culprit = r->n_ops - 1;
+            if (a.type == DV_TYPE_F32)
+                dv_replay_top_diffs(op, &m->cfg, rs->sd[SIDE_REF].cap.pos0, t->data, a.data,
+                                    t->count);
+            if (L > 0) {
+                struct dv_cmp_row w;
+                if (judge_tensor(&w, m, o, rs->sd, dv_tensor_index(L - 1, DV_LT_OUT), fp)) {
+                    op->in_err = dv_metrics_rel_rms(&w.m);
+                    if (op->in_err > 0)
+                        op->amp = dv_metrics_rel_rms(&op->full.m) / op->in_err;
+                }
+            }
+        }
+        free(a.data), free(z.data);
+    }
+    return st;
 }
 
 /* A reference or oracle that computes NaN/Inf where a forward pass cannot
@@ -558,8 +735,20 @@ static dv_status check_opts(const struct dv_model *m, const struct dv_bisect_opt
         if (o->tokens[i] < 0 || o->tokens[i] >= m->cfg.n_vocab)
             return dv_fail(DV_E_USAGE, "token %d is not below the vocab size %lld",
                            o->tokens[i], (long long)m->cfg.n_vocab);
-    if (o->test != DV_BACKEND_VULKAN && o->test != DV_BACKEND_LLAMA_CPP)
+    if (!o->test_dump && o->test != DV_BACKEND_VULKAN && o->test != DV_BACKEND_LLAMA_CPP)
         return dv_fail(DV_E_USAGE, "--test: vulkan or llama.cpp");
+    const struct dv_reader *d = o->test_dump;
+    if (d && d->n_passes != o->n_pass)
+        return dv_fail(DV_E_USAGE, "%s holds %d passes, the schedule %d", d->path,
+                       d->n_passes, o->n_pass);
+    for (int p = 0, pos = 0; d && p < o->n_pass; pos += o->sched[p++]) {
+        const struct dv_reader_pass *rp = &d->passes[p];
+        if (rp->pos0 != pos || rp->n_tokens != o->sched[p] ||
+            memcmp(rp->tokens, o->tokens + pos, (size_t)o->sched[p] * sizeof *o->tokens))
+            return dv_fail(DV_E_USAGE, "%s: pass %d is not the schedule's (pos0 %lld, %lld "
+                           "tokens)", d->path, p, (long long)rp->pos0,
+                           (long long)rp->n_tokens);
+    }
     if (o->ref != DV_BACKEND_CPU && o->ref != DV_BACKEND_CPU_F64)
         return dv_fail(DV_E_USAGE, "--ref: cpu or cpu-f64");
     if (o->oracle >= 0 && o->oracle != DV_BACKEND_CPU_F64)
@@ -600,7 +789,15 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     rs.vc = calloc(kvn ? kvn : 1, sizeof *rs.vc);
     rs.logits[0] = calloc((size_t)o->n_pass, sizeof(void *));
     rs.logits[1] = calloc((size_t)o->n_pass, sizeof(void *));
-    if (!rs.kc || !rs.vc || !rs.logits[0] || !rs.logits[1])
+    if (o->test_dump) {
+        rs.tkc = calloc(kvn ? kvn : 1, sizeof *rs.tkc);
+        rs.tvc = calloc(kvn ? kvn : 1, sizeof *rs.tvc);
+        rs.test_kv = true;
+        r->from_dump = true;
+        snprintf(r->test_dump, sizeof r->test_dump, "%s", o->test_dump->path);
+    }
+    if (!rs.kc || !rs.vc || !rs.logits[0] || !rs.logits[1] ||
+        (o->test_dump && (!rs.tkc || !rs.tvc)))
         st = dv_fail(DV_E_NOMEM, "out of memory");
     if (!st && o->keep_dir) st = make_dir(o->keep_dir);
     for (int k = 0; k < N_SIDES; k++) rs.sd[k].kind = kinds[k];
@@ -627,8 +824,10 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     r->run_s = now_s() - t0;
     if (!st && rs.broken.name[0]) st = broken_run(o, &rs, r);
 
-    /* any test backend with a single-op entry replays (engine.h, run_op) */
-    r->replayable = rs.sd[SIDE_TEST].e && dv_engine_backend(rs.sd[SIDE_TEST].e)->run_op;
+    /* any test backend with a single-op entry replays (engine.h, run_op);
+     * a test dump's ops are judged on its own inputs */
+    r->replayable = o->test_dump ||
+                    (rs.sd[SIDE_TEST].e && dv_engine_backend(rs.sd[SIDE_TEST].e)->run_op);
     if (!st && r->first_pass >= 0 && r->replayable) { /* where it starts */
         const double t1 = now_s();
         r->replay_pass = r->first_pass;
@@ -637,18 +836,26 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         for (int p = 0; p < r->first_pass; p++)
             r->earlier_clean &= r->passes[p].status == DV_BPASS_CLEAN;
         pos = r->passes[r->first_pass].pos0;
-        st = dv_replay_layer(m, o, o->tokens + pos, r->replay_layer, &rs.sd[SIDE_TEST].cap,
-                             &rs.sd[SIDE_REF].cap,
-                             o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL,
-                             rs.sd[SIDE_TEST].e, o->oracle >= 0 ? rs.sd[SIDE_ORACLE].e : NULL,
-                             rs.kc, rs.vc, o->n_tokens, r);
+        const bool live = !o->test_dump;
+        const struct dv_replay_src src = {
+            .test = &rs.sd[SIDE_TEST].cap, .ref = &rs.sd[SIDE_REF].cap,
+            .oracle = o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL,
+            .alone = live ? rs.sd[SIDE_TEST].e : NULL, .ref_e = rs.sd[SIDE_REF].e,
+            .floor = o->oracle >= 0 ? rs.sd[SIDE_ORACLE].e : NULL,
+            .kc = live ? rs.kc : rs.test_kv ? rs.tkc : NULL,
+            .vc = live ? rs.vc : rs.test_kv ? rs.tvc : NULL, .n_ctx = o->n_tokens};
+        st = dv_replay_layer(m, o, o->tokens + pos, r->replay_layer, &src, r);
+        bool judged = false;
+        for (int k = 0; k < r->n_ops; k++)
+            judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE;
+        if (!st && o->test_dump && !judged) st = by_layer(m, o, &ar, &rs, max_t, r);
         r->replay_s = now_s() - t1;
     }
     for (int k = 0; k < N_SIDES; k++) {
         dv_status c = side_close(&rs.sd[k], keep);
         if (!st) st = c;
     }
-    if (!st && r->first_pass >= 0 && o->layer_split && r->replayable) {
+    if (!st && r->first_pass >= 0 && o->layer_split && r->replayable && !o->test_dump) {
         const double t2 = now_s();
         r->split_run = true;
         struct split_ctx x = {.m = m, .o = o, .n_pass = r->n_run, .ref_logits = rs.logits[0],
@@ -669,7 +876,7 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     for (int k = 0; k < 2; k++)
         for (int p = 0; rs.logits[k] && p < o->n_pass; p++) free(rs.logits[k][p]);
     free(rs.logits[0]), free(rs.logits[1]);
-    free(rs.kc), free(rs.vc);
+    free(rs.kc), free(rs.vc), free(rs.tkc), free(rs.tvc);
     if (st) {
         dv_bisect_free(r);
         return st;

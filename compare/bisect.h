@@ -32,9 +32,16 @@
 #include "model.h"
 #include "policy.h"
 
+struct dv_reader;
+
 struct dv_bisect_opts {
     const char *model_path;     /* for the dumps' attributes */
     int test, ref, oracle;      /* DV_BACKEND_*; oracle -1: none */
+    /* Instead of a live test backend: a dump of an engine's run (any
+     * engine: diverge.h, h5py), whose passes are the schedule (tokens and
+     * sched must be its own). Its ops are attributed from its own inputs
+     * (replay.c) rather than replayed. Borrowed. */
+    const struct dv_reader *test_dump;
     const int32_t *tokens;      /* [n_tokens] */
     int n_tokens;
     const int32_t *sched;       /* [n_pass] tokens per forward call */
@@ -72,6 +79,7 @@ enum dv_replay_role {
     DV_ROLE_CULPRIT,    /* the first op that diverges alone */
     DV_ROLE_ALSO,       /* diverges alone too, after the culprit */
     DV_ROLE_PROPAGATED, /* diverges in the full run only: its inputs did */
+    DV_ROLE_UNDUMPED,   /* a test dump lacks the op's output or an input */
 };
 
 /* One op of the replayed layer. */
@@ -125,6 +133,11 @@ struct dv_bisect_result {
     char verdict[1024];
     int test_kind;             /* o->test */
     bool replayable;           /* the test backend has a single-op runner */
+    bool from_dump;            /* the test is a dump: ops judged on its own inputs */
+    bool by_layer;             /* ... too sparse for that: ops are whole layers
+                                  (blk.L.out, op "layer"), each judged on the
+                                  test's own input residual */
+    char test_dump[256];       /* its path */
     struct dv_arith arith;     /* what the reference and oracle emulated */
 };
 
@@ -165,16 +178,30 @@ struct dv_capture {
 void dv_bisect_row_for(struct dv_cmp_row *w, const struct dv_captured *x, int pass,
                        const struct dv_policy *p);
 
+/* Where the ops of one layer come from and how they are judged. */
+struct dv_replay_src {
+    const struct dv_capture *test, *ref, *oracle; /* the pass; oracle NULL without */
+    /* A live test backend: each op runs alone on `alone` (the test engine)
+     * fed the reference's tensors and cache, judged against the
+     * reference's output. A test dump (alone NULL): the test's own output
+     * is judged against the reference engine `ref_e` run on the test's own
+     * tensors and cache. `floor` (the oracle engine, NULL without) runs the
+     * same op for the noise floor. */
+    struct dv_engine *alone, *ref_e, *floor;
+    /* the cache of every layer [n_layer, n_ctx, kvd] (f32) of the side
+     * that feeds the ops, positions < pos0 from earlier passes */
+    const float *kc, *vc;
+    int n_ctx;
+};
+
+/* op's three largest |y - r| over n values, located in op->iso's tensor. */
+void dv_replay_top_diffs(struct dv_replay_op *op, const struct dv_config *c, int pos0,
+                         const float *y, const float *r, int64_t n);
+
 /* Fill r->ops, r->culprit for layer `layer` (-1: output_norm and logits)
- * of the pass whose captures are test, ref and oracle (NULL without):
- * each op runs alone on engine `alone` (the test's) and, for its noise
- * floor, on `floor` (the oracle's, NULL without), fed the reference's
- * tensors of the pass; kc/vc: the reference's cache of every layer
- * [n_layer, n_ctx, kvd] (f32) holding positions < pos0 of earlier passes. */
+ * of the pass, the op by op judgement of where it starts. */
 dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
-                          const int32_t *tokens, int layer, const struct dv_capture *test,
-                          const struct dv_capture *ref, const struct dv_capture *oracle,
-                          struct dv_engine *alone, struct dv_engine *floor, const float *kc,
-                          const float *vc, int n_ctx, struct dv_bisect_result *r);
+                          const int32_t *tokens, int layer, const struct dv_replay_src *src,
+                          struct dv_bisect_result *r);
 
 #endif

@@ -30,13 +30,18 @@ struct rp {
     const struct dv_model *m;
     const struct dv_config *c;
     const struct dv_capture *test, *ref, *oracle;
-    struct dv_engine *alone;  /* runs the op alone: the test engine */
+    struct dv_engine *alone;  /* runs the op alone: the test engine; NULL for a dump */
+    struct dv_engine *ref_e;  /* a dump's: the reference engine on its inputs */
     struct dv_engine *floor;  /* the oracle engine (cpu-f64), or NULL */
+    const struct dv_capture *in; /* the side whose tensors feed the ops */
     int layer, pos0, T, n_ctx;
     const int32_t *tokens;
     const float *kc, *vc;
     float **r32;   /* [n] the reference's tensors as f32, made on demand */
 };
+
+/* Tensor i of the side that feeds the ops, as f32 (NULL when absent). */
+static const float *in32(struct rp *x, int i);
 
 static int lt_index(const struct rp *x, int layer, int lt)
 {
@@ -59,6 +64,12 @@ static const float *ref32(struct rp *x, int i)
     return x->r32[i];
 }
 
+static const float *in32(struct rp *x, int i)
+{
+    if (x->in == x->ref) return ref32(x, i);
+    return x->in->t[i].data; /* a dump's capture is f32 */
+}
+
 /* The call that makes tensor `out` of the pass, from the inputs the op
  * table names (ops.h), the reference's tensors of the pass and its cache
  * of earlier passes; in[] gets the inputs' indices. DV_E_NOMEM. */
@@ -70,13 +81,16 @@ static dv_status op_call(struct rp *x, int out, struct dv_op_call *k, int in[2])
     dv_tensor_inputs(out, (int)c->n_layer, in);
     *k = (struct dv_op_call){.op = x->ref->t[out].op, .layer = L, .T = x->T, .pos0 = x->pos0,
                              .w = dv_tensor_weight(x->m, out), .ids = x->tokens};
-    if (in[0] >= 0 && !(k->a = ref32(x, in[0]))) return dv_fail(DV_E_NOMEM, "out of memory");
-    if (in[1] >= 0 && !(k->b = ref32(x, in[1]))) return dv_fail(DV_E_NOMEM, "out of memory");
+    if (in[0] >= 0 && !(k->a = in32(x, in[0]))) return DV_E_INPUT; /* not dumped */
+    if (in[1] >= 0 && !(k->b = in32(x, in[1]))) return DV_E_INPUT;
     if (k->op == DV_OP_RMSNORM) k->n = c->d_model;
     if (k->op == DV_OP_ADD || k->op == DV_OP_SILU_MUL) k->n = x->ref->t[out].count;
     if (k->op == DV_OP_ROPE) k->nh = lt == DV_LT_Q_ROPE ? c->n_head : c->n_head_kv;
-    if (k->op == DV_OP_KQ || k->op == DV_OP_KQV)
-        k->past = (k->op == DV_OP_KQ ? x->kc : x->vc) + (size_t)L * (size_t)x->n_ctx * (size_t)kvd;
+    if (k->op == DV_OP_KQ || k->op == DV_OP_KQV) {
+        const float *cache = k->op == DV_OP_KQ ? x->kc : x->vc;
+        if (!cache) return DV_E_INPUT; /* a dump without every earlier k_rope, v */
+        k->past = cache + (size_t)L * (size_t)x->n_ctx * (size_t)kvd;
+    }
     return DV_OK;
 }
 
@@ -94,8 +108,8 @@ static void full_row(struct rp *x, const struct dv_bisect_opts *o, int i, int pa
 }
 
 /* The three largest |alone - ref| of the op's output. */
-static void top_diffs(struct rp *x, struct dv_replay_op *op, const float *y, const float *r,
-                      int64_t n)
+void dv_replay_top_diffs(struct dv_replay_op *op, const struct dv_config *c, int pos0,
+                         const float *y, const float *r, int64_t n)
 {
     op->n_top = 0;
     for (int k = 0; k < 3; k++) {
@@ -109,7 +123,7 @@ static void top_diffs(struct rp *x, struct dv_replay_op *op, const float *y, con
             if (!taken) bd = dd, best = i;
         }
         if (best < 0) break;
-        dv_cmp_locate(&op->top[op->n_top].at, best, &op->iso, x->c, x->pos0);
+        dv_cmp_locate(&op->top[op->n_top].at, best, &op->iso, c, pos0);
         op->top[op->n_top].test = y[best];
         op->top[op->n_top].ref = r[best];
         op->n_top++;
@@ -144,27 +158,36 @@ static dv_status replay_op(struct rp *x, const struct dv_bisect_opts *o, int i, 
         snprintf(op->inputs, sizeof op->inputs, "blk.%d.out", x->layer - 1);
         return DV_OK;
     }
-    float *y = malloc((size_t)r->count * sizeof *y);
+    /* live: y is the op alone on the test backend, judged against the
+     * reference's output rf; a dump: y is the test's own output, rf the
+     * reference engine's op on the test's own inputs */
+    const bool dump = !x->alone;
+    float *buf = malloc((size_t)r->count * sizeof *buf);
     double *z = x->floor ? malloc((size_t)r->count * sizeof *z) : NULL;
-    const float *rf = ref32(x, i);
-    if (!y || (x->floor && !z) || !rf) {
-        free(y), free(z);
+    const float *y = dump ? in32(x, i) : buf, *rf = dump ? buf : ref32(x, i);
+    if (!buf || (x->floor && !z) || (!dump && !rf)) {
+        free(buf), free(z);
         return dv_fail(DV_E_NOMEM, "out of memory");
     }
     struct dv_op_call k;
     int in[2];
-    dv_status st = op_call(x, i, &k, in);
+    dv_status st = y ? op_call(x, i, &k, in) : DV_E_INPUT;
+    if (st == DV_E_INPUT && dump) { /* the dump lacks the output or an input */
+        op->role = DV_ROLE_UNDUMPED;
+        free(buf), free(z);
+        return DV_OK;
+    }
     if (!st && dv_op_call_count(x->c, &k) != r->count)
         st = dv_fail(DV_E_RUNTIME, "replay of %s: %lld values, the op makes %lld", r->name,
                      (long long)r->count, (long long)dv_op_call_count(x->c, &k));
-    if (!st) st = dv_engine_run_op(x->alone, &k, y);
+    if (!st) st = dv_engine_run_op(dump ? x->ref_e : x->alone, &k, buf);
     if (!st && z) st = dv_engine_run_op(x->floor, &k, z);
     if (!st) {
         input_names(x, in, lt, op->inputs, sizeof op->inputs);
         op->iso = op->full;
         dv_cmp_judge(&op->iso, x->c, x->pos0, y, DV_TYPE_F32, rf, DV_TYPE_F32, z,
                      DV_TYPE_F64);
-        top_diffs(x, op, y, rf, r->count);
+        dv_replay_top_diffs(op, x->c, x->pos0, y, rf, r->count);
         op->in_err = 0;
         for (int k2 = 0; k2 < 2 && in[k2] >= 0; k2++) {
             struct dv_cmp_row w;
@@ -174,19 +197,20 @@ static dv_status replay_op(struct rp *x, const struct dv_bisect_opts *o, int i, 
         }
         if (op->in_err > 0) op->amp = dv_metrics_rel_rms(&op->full.m) / op->in_err;
     }
-    free(y), free(z);
+    free(buf), free(z);
     return st;
 }
 
 dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
-                          const int32_t *tokens, int layer, const struct dv_capture *test,
-                          const struct dv_capture *ref, const struct dv_capture *oracle,
-                          struct dv_engine *alone, struct dv_engine *floor, const float *kc,
-                          const float *vc, int n_ctx, struct dv_bisect_result *r)
+                          const int32_t *tokens, int layer, const struct dv_replay_src *src,
+                          struct dv_bisect_result *r)
 {
-    struct rp x = {.m = m, .c = &m->cfg, .test = test, .ref = ref, .oracle = oracle,
-                   .alone = alone, .floor = floor, .layer = layer, .pos0 = ref->pos0,
-                   .T = ref->n_tokens, .n_ctx = n_ctx, .tokens = tokens, .kc = kc, .vc = vc};
+    const struct dv_capture *ref = src->ref;
+    struct rp x = {.m = m, .c = &m->cfg, .test = src->test, .ref = ref, .oracle = src->oracle,
+                   .alone = src->alone, .ref_e = src->ref_e, .floor = src->floor,
+                   .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
+                   .T = ref->n_tokens, .n_ctx = src->n_ctx, .tokens = tokens, .kc = src->kc,
+                   .vc = src->vc};
     const int first = layer >= 0 ? lt_index(&x, layer, 0) : gt_index(&x, 0);
     const int count = layer >= 0 ? DV_LT_COUNT : DV_GT_COUNT;
     x.r32 = calloc((size_t)ref->n, sizeof *x.r32);
@@ -200,7 +224,7 @@ dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts 
      * the full run only carry what came in */
     for (int k = 0; !st && k < r->n_ops; k++) {
         struct dv_replay_op *op = &r->ops[k];
-        if (op->role == DV_ROLE_NONE) continue;
+        if (op->role == DV_ROLE_NONE || op->role == DV_ROLE_UNDUMPED) continue;
         if (op->iso.status == DV_ROW_BROKEN) { /* the live run checked the reference */
             st = dv_fail(DV_E_RUNTIME, "replay of %s: %s", op->name, op->iso.why);
             break;

@@ -95,6 +95,7 @@ const struct dv_backend dv_backend_cpu = {
     .free = cpu_free_f32,
     .describe = cpu_describe,
     .run_op = cpu_run_op_f32,
+    .forward_from = cpu_forward_layer_f32,
 };
 
 const struct dv_backend dv_backend_cpu_f64 = {
@@ -106,4 +107,5 @@ const struct dv_backend dv_backend_cpu_f64 = {
     .free = cpu_free_f64,
     .describe = cpu_describe,
     .run_op = cpu_run_op_f64,
+    .forward_from = cpu_forward_layer_f64,
 };

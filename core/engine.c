@@ -151,11 +151,15 @@ static dv_status check_pass(const struct dv_engine *e, const int32_t *tokens,
     return DV_OK;
 }
 
-dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
-                            int pos0, const struct dv_hook *hook)
+static dv_status forward(struct dv_engine *e, const int32_t *tokens, int n, int pos0,
+                         int layer0, const float *x, const struct dv_hook *hook)
 {
     dv_status s = check_pass(e, tokens, n, pos0);
     if (s) return s;
+    if (layer0 && (!e->be->forward_from || !x || layer0 < 0 ||
+                   layer0 >= e->model->cfg.n_layer))
+        return dv_fail(DV_E_USAGE, "the %s backend cannot start a pass at layer %d",
+                       e->be->name, layer0);
     struct dv_pass p = {.index = e->n_pass, .pos0 = pos0, .n_tokens = n,
                         .tokens = tokens};
     static const struct dv_hook none = {0};
@@ -165,10 +169,23 @@ dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
     e->n_pass++;
     e->n_past = pos0 + n;
     e->last_n = 0;
-    s = e->be->forward(e->impl, &p, hook ? hook : &none);
+    s = layer0 ? e->be->forward_from(e->impl, &p, hook ? hook : &none, layer0, x)
+               : e->be->forward(e->impl, &p, hook ? hook : &none);
     if (s) return s;
     e->last_n = n;
     return hook && hook->end_pass ? hook->end_pass(hook->user, p.index) : DV_OK;
+}
+
+dv_status dv_engine_forward(struct dv_engine *e, const int32_t *tokens, int n,
+                            int pos0, const struct dv_hook *hook)
+{
+    return forward(e, tokens, n, pos0, 0, NULL, hook);
+}
+
+dv_status dv_engine_forward_from(struct dv_engine *e, const int32_t *tokens, int n, int pos0,
+                                 int layer0, const float *x, const struct dv_hook *hook)
+{
+    return forward(e, tokens, n, pos0, layer0, x, hook);
 }
 
 int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c)

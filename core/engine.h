@@ -187,6 +187,11 @@ struct dv_backend {
      * (act_type values; c->T must not exceed the engine's n_batch nor
      * pos0 + T its n_ctx). DV_E_USAGE for an op it has no kernel for. */
     dv_status (*run_op)(void *impl, const struct dv_op_call *c, void *y);
+    /* Optional: a pass from layer layer0 on, its input residual x [T, d]
+     * (f32) given instead of the layers below (which it neither runs nor
+     * caches); layer0 0 with x NULL is forward. */
+    dv_status (*forward_from)(void *impl, const struct dv_pass *p, const struct dv_hook *h,
+                              int layer0, const float *x);
 };
 
 extern const struct dv_backend dv_backend_cpu;
@@ -209,6 +214,11 @@ void dv_engine_free(struct dv_engine *e);
 /* The values op c outputs (struct dv_op_call), for model config cfg; 0 for
  * an op that has no output of its own (VIEW) or bad sizes. */
 int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c);
+/* dv_engine_forward from layer layer0 on, fed x [n, d] as the residual
+ * stream entering it (struct dv_backend's forward_from): DV_E_USAGE when
+ * the backend cannot. */
+dv_status dv_engine_forward_from(struct dv_engine *e, const int32_t *tokens, int n, int pos0,
+                                 int layer0, const float *x, const struct dv_hook *hook);
 /* Run op c alone on e (struct dv_backend's run_op): DV_E_USAGE when the
  * backend has no single-op entry, or the call is out of e's sizes. */
 dv_status dv_engine_run_op(struct dv_engine *e, const struct dv_op_call *c, void *y);

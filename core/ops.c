@@ -7,10 +7,20 @@
 #include "model.h"
 
 static const char *const op_names[DV_OP_COUNT] = {
-#define DV_X(e, s) [DV_OP_##e] = s,
+#define DV_X(e, s, hint) [DV_OP_##e] = s,
     DV_OP_LIST(DV_X)
 #undef DV_X
 };
+static const char *const op_hints[DV_OP_COUNT] = {
+#define DV_X(e, s, hint) [DV_OP_##e] = hint,
+    DV_OP_LIST(DV_X)
+#undef DV_X
+};
+
+const char *dv_op_hint(int op)
+{
+    return (op >= 0 && op < DV_OP_COUNT) ? op_hints[op] : "this op";
+}
 
 const char *dv_op_name(int op)
 {

@@ -16,21 +16,24 @@
 
 #include <stdint.h>
 
-/*        enum       name        what it computes */
-#define DV_OP_LIST(X)                                                         \
-    X(GET_ROWS, "get_rows") /* rows of the embedding, dequantized */         \
-    X(VIEW, "view")         /* no computation: a tensor seen again */        \
-    X(RMSNORM, "rmsnorm")   /* x / sqrt(mean(x^2) + eps) * w */             \
-    X(MATMUL, "matmul")     /* y = W x, W of any weight type */             \
-    X(ROPE, "rope")         /* rotary position embedding, NORM or NEOX */   \
-    X(KQ, "kq")             /* scaled scores q.k/sqrt(hd) with causal mask */\
-    X(SOFTMAX, "softmax")   /* row softmax of the scores */                  \
-    X(KQV, "kqv")           /* probabilities times V, heads concatenated */  \
-    X(ADD, "add")           /* residual add */                               \
-    X(SILU_MUL, "silu_mul") /* silu(gate) * up */
+/* What each op computes, and where to look when it diverges alone (the
+ * verdict's hint).
+ *        enum      name        hint */
+#define DV_OP_LIST(X)                                                                    \
+    X(GET_ROWS, "get_rows", "the embedding rows are dequantized wrongly")               \
+    X(VIEW, "view", "no computation: a tensor seen again")                              \
+    X(RMSNORM, "rmsnorm", "the norm: its eps, its mean or its weight")                  \
+    X(MATMUL, "matmul", "the matrix product: its dequantization, tiling or accumulation") \
+    X(ROPE, "rope", "RoPE: the pairing of dimensions, the angles or the theta base")    \
+    X(KQ, "kq", "the attention scores: the causal mask, the 1/sqrt(head_dim) scale, "   \
+                "the kv head map or the K cache")                                       \
+    X(SOFTMAX, "softmax", "the softmax: its max, sum or normalization")                 \
+    X(KQV, "kqv", "probabilities times V: the kv head map or the V cache")              \
+    X(ADD, "add", "the residual add")                                                   \
+    X(SILU_MUL, "silu_mul", "silu(gate) * up")
 
 enum dv_op {
-#define DV_X(e, s) DV_OP_##e,
+#define DV_X(e, s, hint) DV_OP_##e,
     DV_OP_LIST(DV_X)
 #undef DV_X
     DV_OP_COUNT
@@ -40,6 +43,8 @@ enum dv_op {
 const char *dv_op_name(int op);
 /* The op named s, or -1. */
 int dv_op_from_name(const char *s);
+/* Where to look when op diverges alone; "this op" out of range. */
+const char *dv_op_hint(int op);
 
 /* Shape kinds of the named tensors (T = tokens of the pass, d = model width,
  * H/Hkv = heads, hd = head dim, n_kv = pos0 + T, V = vocab, F = ffn width). */

@@ -98,11 +98,23 @@ static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
 {
     if (!r->replayable) return; /* the verdict says why */
     const char *test = r->test_desc;
-    fprintf(f, "\nop replay (where it starts): %s%d of pass %d, each op alone on %.*s with the "
-            "reference's inputs\n", r->replay_layer >= 0 ? "layer " : "the output ops, ",
-            r->replay_layer, r->replay_pass, (int)strcspn(test, " "), test);
-    fprintf(f, "  %-20s %-8s %10s %9s %10s %10s %9s  %s\n", "tensor", "op", "alone err",
-            "ratio", "full err", "input err", "amplif.", "role");
+    if (r->by_layer)
+        fprintf(f, "\nattribution (where it starts): every layer through the first divergent "
+                "one, pass %d, each layer's output against the reference's layer on the "
+                "dump's own input (the dump holds no more)\n", r->replay_pass);
+    else if (r->from_dump)
+        fprintf(f, "\nattribution (where it starts): %s%d of pass %d, each op's output in the "
+                "dump against the reference's op on the dump's own inputs\n",
+                r->replay_layer >= 0 ? "layer " : "the output ops, ", r->replay_layer,
+                r->replay_pass);
+    else
+        fprintf(f, "\nop replay (where it starts): %s%d of pass %d, each op alone on %.*s "
+                "with the reference's inputs\n", r->replay_layer >= 0 ? "layer " :
+                "the output ops, ", r->replay_layer, r->replay_pass, (int)strcspn(test, " "),
+                test);
+    fprintf(f, "  %-20s %-8s %10s %9s %10s %10s %9s  %s\n", "tensor", "op",
+            r->from_dump ? "local err" : "alone err", "ratio", "full err", "input err",
+            "amplif.", "role");
     for (int k = 0; k < r->n_ops; k++) {
         const struct dv_replay_op *op = &r->ops[k];
         char ae[32] = "-", ar[32] = "-", fe[32], ie[32] = "-", am[32];
@@ -121,11 +133,16 @@ static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
     }
     if (r->culprit < 0) return;
     const struct dv_replay_op *c = &r->ops[r->culprit];
-    fprintf(f, "  %s alone (inputs: %s), largest |alone - ref|:\n", c->name, c->inputs);
+    if (!c->n_top) return;
+    /* a dump's op is its own output against the reference on its inputs */
+    const char *alone = r->from_dump ? " test" : "alone";
+    fprintf(f, "  %s %s(inputs: %s), largest |%s - ref|:\n", c->name,
+            r->from_dump ? "" : "alone ", c->inputs, r->from_dump ? "test" : "alone");
     for (int k = 0; k < c->n_top; k++) {
         char at[96];
         dv_cmp_where_format(&c->top[k].at, at, sizeof at);
-        fprintf(f, "    %-34s alone %12.6g  ref %12.6g\n", at, c->top[k].test, c->top[k].ref);
+        fprintf(f, "    %-34s %s %12.6g  ref %12.6g\n", at, alone, c->top[k].test,
+                c->top[k].ref);
     }
 }
 
@@ -278,6 +295,10 @@ int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
         r->run_s, "replay", r->replay_s, "split", r->split_s);
     if (!root) return -1;
     json_object_set_new(root, "replayable", json_boolean(r->replayable));
+    json_object_set_new(root, "test_dump", r->from_dump ? json_string(r->test_dump)
+                                                        : json_null());
+    json_object_set_new(root, "attribution", json_string(!r->from_dump ? "replay"
+                                                         : r->by_layer ? "layers" : "ops"));
     char types[256];
     const struct dv_arith *a = &r->arith;
     dv_arith_describe(h->m, a->act_quant, types, sizeof types);

@@ -12,8 +12,12 @@
 # output_hidden_states): compare lines up what both dumps hold, lists the
 # rest as only in the reference and judges that; a bug then shows at the
 # first blk.L.out after it. A RoPE shift common to q and k changes no score
-# (RoPE sees relative positions) and is invisible there. Then the engine's
-# own refusals (exit 2).
+# (RoPE sees relative positions) and is invisible there.
+# Attribution from the dumps alone (`diverge bisect --test-dump`): clean
+# dumps exit 0; every bug's full dump names its op as the culprit (its
+# output is not what its own dumped inputs give), every residual-only dump
+# the bug's layer (its blk.L.out is not what the reference's layer makes of
+# the dump's own blk.L-1.out). Then the refusals (exit 2).
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 ENGINE=$(dirname "$0")/../foreign/engine.py
@@ -21,6 +25,15 @@ TOKS=1,2,3,4,5,6,7,8,9,10,11,12,13
 SCHED=6,5,1,1
 [ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null ||
     { echo "FAIL: /usr/bin/python3 with python3-h5py and python3-numpy is needed"; exit 1; }
+
+# op_of TENSOR: the op that makes it (the op column of bisect's table)
+op_of() {
+    case $1 in
+    attn_norm|ffn_norm|output_norm) echo rmsnorm ;; q|k|v|attn_proj|ffn_gate|ffn_up|ffn_out) echo matmul ;;
+    q_rope|k_rope) echo rope ;; kq) echo kq ;; kq_softmax) echo softmax ;; attn_out) echo kqv ;;
+    ffn_in|out) echo add ;; ffn_act) echo silu_mul ;; logits) echo matmul ;; *) echo '[a-z_]+' ;;
+    esac
+}
 
 # engine MODEL OUT [ARGS...]: the engine's dump of the 13-token schedule
 engine() {
@@ -63,6 +76,10 @@ for m in tiny-f32 tiny-f16 tiny-q8_0 stories; do
     engine "$T/$m.gguf" "$T/$m-res.h5" --residual-only
     expect 0 "$m: residual-only agrees" -- \
         "$D" compare "$T/$m-res.h5" "$T/$m-cpu.h5" --oracle "$T/$m-cpu-f64.h5"
+    for d in eng res; do
+        expect 0 "$m: bisect --test-dump ($d) is clean" -- \
+            "$D" bisect "$T/$m.gguf" --test-dump "$T/$m-$d.h5"
+    done
 done
 ok "the engine leaves no .part file" test -z "$(ls -A "$T" | grep '\.part$')"
 # tiny-f32: 4 passes of 2 layers; residual-only keeps 4 tensors a pass
@@ -86,6 +103,11 @@ while read -r name pass layer tensor _ <&3; do
             "$D" compare "$T/bug.h5" "$T/tiny-f32-cpu.h5" --oracle "$T/tiny-f32-cpu-f64.h5"
         first_div "$spec" "$pass" "$l" "$tensor"
         ok "$spec: the report names the fault" grep -q "numpy-engine on CPU, fault $spec;" "$T/out"
+        want=blk.$l.$tensor
+        [ "$l" = - ] && want=$tensor
+        expect 1 "$spec: bisect --test-dump" -- "$D" bisect "$T/tiny-f32.gguf" --test-dump "$T/bug.h5"
+        ok "$spec: the culprit is $want" grep -qE "^  $want +$(op_of "$tensor") .* culprit$" "$T/out"
+        ok "$spec: it starts there" bash -c "tr -s ' \n' ' ' <'$T/out' | grep -q 'starts there: the op is not what its own inputs in the dump give'"
         # residual-only: the first residual after the bug (output_norm stays)
         engine "$T/tiny-f32.gguf" "$T/bug-res.h5" --bug "$spec" --residual-only
         if [ "$name" = rope-pos-off ]; then
@@ -98,8 +120,28 @@ while read -r name pass layer tensor _ <&3; do
         rt=out
         [ "$l" = - ] && rt=$tensor
         first_div "$spec: residual-only" "$pass" "$l" "$rt"
+        expect 1 "$spec: bisect --test-dump, residual-only" -- \
+            "$D" bisect "$T/tiny-f32.gguf" --test-dump "$T/bug-res.h5"
+        if [ "$l" = - ]; then
+            ok "$spec: residual-only: the culprit is $tensor" grep -qE "^  $tensor .* culprit$" "$T/out"
+        else
+            ok "$spec: residual-only: the culprit is layer $l" \
+                grep -qE "^  blk\.$l\.out +layer .* culprit$" "$T/out"
+            ok "$spec: residual-only: earlier layers are not" \
+                bash -c "! grep -qE '^  blk\.[0-9]+\.out +layer .* culprit$' <(grep -v '^  blk\.$l\.out' '$T/out')"
+        fi
     done
 done 3<"$T/bugs"
+
+# bisect --test-dump refuses, one line, exit 2: a dump of another model,
+# flags that would choose another schedule, a file that is not a dump
+expect 2 "a dump of another model" -- "$D" bisect "$T/stories.gguf" --test-dump "$T/tiny-f32-eng.h5"
+ok "one line naming it" one_error_line "tiny-f32-eng.h5 is a dump of another model"
+expect 2 "--test-dump with --tokens" -- "$D" bisect "$T/tiny-f32.gguf" \
+    --test-dump "$T/tiny-f32-eng.h5" --tokens 1,2
+ok "says why" grep -q "^diverge bisect: --test-dump takes its tokens and passes from the dump" "$T/err"
+expect 2 "not a dump" -- "$D" bisect "$T/tiny-f32.gguf" --test-dump "$T/tiny-f32.gguf"
+ok "one line naming the file" one_error_line "tiny-f32.gguf"
 
 # the engine's refusals: one line, exit 2, nothing written
 expect 0 "fixture tiny-q4_0" -- "$D" fixture tiny-q4_0 -o "$T/tiny-q4_0.gguf"

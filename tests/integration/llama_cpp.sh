@@ -167,6 +167,18 @@ ok "bisect: at blk.0.q_rope" grep -q "It shows" "$T/out"
 ok "bisect: names the tensor" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'at blk.0.q_rope (rope)'"
 ok "bisect: says the op is not isolated" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'The op is not isolated'"
 expect 2 "bisect: --test llama.cpp:Nope" -- "$D" bisect "$T/tiny-q8_0.gguf" --test llama.cpp:Nope
+# attribution from llama.cpp's dumps alone: the clean CPU (f16 cache) and
+# Vulkan dumps of mini-llama are clean under the arithmetic they declare;
+# a wrong RoPE base is named at the rope op, from the dump's own inputs
+for d in mini-lcd mini-vkd; do
+    expect 0 "bisect --test-dump $d" -- "$D" bisect "$T/mini.gguf" --test-dump "$T/$d.h5"
+done
+DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/mini.gguf" llama.cpp:CPU "$T/mini-rope.h5" \
+    --kv-type f16
+expect 1 "bisect --test-dump of a wrong RoPE base" -- "$D" bisect "$T/mini.gguf" \
+    --test-dump "$T/mini-rope.h5"
+ok "the culprit is blk.0.q_rope" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
+ok "it starts there" bash -c "tr -s ' \n' ' ' <'$T/out' | grep -q 'starts there: the op is not what its own inputs in the dump give'"
 # a wrong RoPE base: the first divergence is the first rope tensor
 DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/tiny-f32.gguf" llama.cpp:CPU "$T/rope.h5"
 ok "the run says the base is overridden" grep -q "RoPE base overridden to 5000" "$T/out"
