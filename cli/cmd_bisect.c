@@ -28,7 +28,7 @@ struct bisect_cli {
     int test, ref, oracle;
     bool test_given;
     int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
-    bool json, no_split, validation;
+    bool json, no_split, validation, patch;
     bool arith_given; /* --act-quant or --attn-quant: else the test's declared one */
 };
 
@@ -37,7 +37,7 @@ static void bisect_help(void)
     printf("usage: diverge bisect MODEL.gguf [--test vulkan] [--ref cpu|cpu-f64]\n"
            "                      [--oracle cpu-f64|none] [--passes N,N,...]\n"
            "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
-           "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split]\n"
+           "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split] [--patch]\n"
            "                      [--format text|json] [-o FILE] [--device D] [--validation]\n"
            "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n"
            "       diverge bisect MODEL.gguf --test-dump TEST.h5 [--ref, --oracle, --policy,\n"
@@ -76,6 +76,10 @@ static void bisect_help(void)
            "                  for diverge compare and diverge logits\n"
            "  --policy P      tolerance policy (diverge-policy(5)); default built-in\n"
            "  --no-layer-split  skip the --gpu-layers search\n"
+           "  --patch         activation patching: for every position whose top-1 token\n"
+           "                  the test flips over the whole schedule, the layer whose\n"
+           "                  reference output restores it when the test runs on from\n"
+           "                  there (vulkan)\n"
            "  --format F      text (default) or json\n"
            "  -o, --output F  write the report to F (complete or not at all)\n"
            "  --device D      Vulkan device index or name substring\n"
@@ -110,6 +114,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
         {"attn-quant", required_argument, 0, 'Q'}, {"test-dump", required_argument, 0, 'D'},
+        {"patch", no_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
                              .oracle = DV_BACKEND_CPU_F64, .kv_type = -1};
@@ -117,6 +122,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'D': o->test_dump = optarg; break;
+        case 'X': o->patch = true; break;
         case 'T':
             o->test_given = true;
             if (!strncmp(optarg, "llama.cpp:", 10) && optarg[10]) { /* llama.cpp:DEVICE */
@@ -172,6 +178,9 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
     if (o->tokens && o->prompt)
         return dv_usage_error("bisect", "give --tokens or --prompt, not both");
     o->model = argv[optind];
+    if (o->patch && (o->test_dump || o->test != DV_BACKEND_VULKAN))
+        return dv_usage_error("bisect", "--patch needs a live test backend that starts a pass "
+                              "at a layer: vulkan");
     if (o->test_dump && (o->test_given || o->tokens || o->prompt || o->passes || o->inject ||
                          o->device || o->validation || o->no_split))
         return dv_usage_error("bisect", "--test-dump takes its tokens and passes from the "
@@ -292,6 +301,7 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
                                 .arith_from_test = !o->arith_given &&
                                                    o->test == DV_BACKEND_LLAMA_CPP,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
+                                .patch = o->patch,
                                 .inject = {DV_FAULT_NONE, -1}};
     struct dv_reader *dump = NULL;
     dv_status s = DV_OK;

@@ -451,6 +451,24 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
             PUT(" Layer split: the logits first diverge with %d layers on the device "
                 "(layer %d).", r->split_first_layer + 1, r->split_first_layer);
     }
+    if (r->patch_run && !r->n_flips)
+        PUT(" Activation patching: no position's top-1 token flips over the schedule.");
+    if (r->patch_run && r->n_flips) {
+        int same = r->flips[0].layer;
+        for (int k = 1; k < r->n_flips; k++)
+            if (r->flips[k].layer != same) same = -2;
+        PUT(" Activation patching: %d position%s flip%s top-1", r->n_flips,
+            r->n_flips == 1 ? "" : "s", r->n_flips == 1 ? "s" : "");
+        if (same >= 0)
+            PUT("; the reference's residual after layer %d restores %s (layer %d makes the "
+                "flip%s).", same, r->n_flips == 1 ? "it" : "every one", same,
+                r->n_flips == 1 ? "" : "s");
+        else if (same == -1)
+            PUT("; no patch up to the last layer restores %s (the last layer or the output "
+                "ops make it).", r->n_flips == 1 ? "it" : "them");
+        else
+            PUT("; the layers that make them differ (see the patching table).");
+    }
 #undef PUT
 }
 
@@ -751,6 +769,8 @@ static dv_status check_opts(const struct dv_model *m, const struct dv_bisect_opt
     }
     if (o->ref != DV_BACKEND_CPU && o->ref != DV_BACKEND_CPU_F64)
         return dv_fail(DV_E_USAGE, "--ref: cpu or cpu-f64");
+    if (o->patch && o->test_dump)
+        return dv_fail(DV_E_USAGE, "activation patching needs a live test backend, not a dump");
     if (o->oracle >= 0 && o->oracle != DV_BACKEND_CPU_F64)
         return dv_fail(DV_E_USAGE, "--oracle: cpu-f64 or none");
     return DV_OK;
@@ -870,6 +890,11 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         r->split_logits_diverged = rs.live_logits.diverged;
         if (r->split_logits_diverged) st = split_search(&x, r);
         r->split_s = now_s() - t2;
+    }
+    if (!st && o->patch) {
+        const double t3 = now_s();
+        st = dv_patch(m, o, &ar, r);
+        r->patch_s = now_s() - t3;
     }
     if (!st) build_verdict(m, r);
     for (int k = 0; k < N_SIDES; k++) capture_free(&rs.sd[k].cap);

@@ -57,6 +57,7 @@ struct dv_bisect_opts {
     const struct dv_policy *policy;
     const char *keep_dir;       /* write test.h5, ref.h5, oracle.h5 here */
     bool layer_split;           /* run the --gpu-layers search */
+    bool patch;                 /* activation patching over the whole schedule */
     void (*guard)(const char *tmp); /* told each dump's temporary path, or NULL */
 };
 
@@ -99,6 +100,17 @@ struct dv_replay_op {
     } top[3];
 };
 
+/* A position whose top-1 the test flips, and the layer that makes it
+ * (patch.c). */
+struct dv_patch_flip {
+    int pass, pos;          /* its pass, its absolute position */
+    int32_t ref_top, test_top;
+    int layer;              /* the reference's blk.layer.out restores it; -1: no
+                               patch up to the last layer does (the last layer
+                               or the output ops) */
+};
+#define DV_PATCH_MAX_FLIPS 64
+
 struct dv_split_probe {
     int gpu_layers;         /* layers on the device */
     bool diverged;          /* some pass's logits diverge */
@@ -125,11 +137,17 @@ struct dv_bisect_result {
                                    ops; -1 unknown */
     int n_probes;
     struct dv_split_probe probes[40];
+    /* activation patching */
+    bool patch_run;
+    int n_flips;                /* positions whose top-1 the test flips */
+    bool flips_truncated;       /* more than DV_PATCH_MAX_FLIPS */
+    struct dv_patch_flip flips[DV_PATCH_MAX_FLIPS];
+    int patch_runs;             /* patched runs of the schedule */
     /* what ran */
     char test_desc[512], ref_desc[512], oracle_desc[512];
     char inject[64];
     int wtype;                 /* the model's main weight type (blk.0 wq) */
-    double run_s, replay_s, split_s;
+    double run_s, replay_s, split_s, patch_s;
     char verdict[1024];
     int test_kind;             /* o->test */
     bool replayable;           /* the test backend has a single-op runner */
@@ -193,6 +211,12 @@ struct dv_replay_src {
     const float *kc, *vc;
     int n_ctx;
 };
+
+/* Activation patching (patch.c) into r->flips: the whole schedule on the
+ * test backend and the reference (emulating ar), then patched runs.
+ * DV_E_USAGE when the test backend cannot start a pass at a layer. */
+dv_status dv_patch(const struct dv_model *m, const struct dv_bisect_opts *o,
+                   const struct dv_arith *ar, struct dv_bisect_result *r);
 
 /* op's three largest |y - r| over n values, located in op->iso's tensor. */
 void dv_replay_top_diffs(struct dv_replay_op *op, const struct dv_config *c, int pos0,

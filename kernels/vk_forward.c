@@ -310,7 +310,10 @@ static dv_status layer_pass(struct vkf *s, struct dv_emitter *em, int il, uint32
     return DV_OK;
 }
 
-static dv_status vk_forward(void *impl, const struct dv_pass *p, const struct dv_hook *h)
+/* A pass from layer layer0 on: x (f32 [T, d]) is the residual entering it
+ * (layer0 > 0), else the embedding of the tokens. */
+static dv_status vk_forward_at(void *impl, const struct dv_pass *p, const struct dv_hook *h,
+                               int layer0, const float *x)
 {
     struct vkf *s = impl;
     const struct dv_config *c = s->c;
@@ -318,6 +321,9 @@ static dv_status vk_forward(void *impl, const struct dv_pass *p, const struct dv
     const size_t half = (size_t)(c->n_rot / 2);
     struct dv_emitter em;
     dv_emitter_init(&em, h, p, c, DV_TYPE_F32);
+    if (layer0 > 0 && s->gpu_layers < c->n_layer)
+        return dv_fail(DV_E_USAGE, "a pass from layer %d needs every layer on the device",
+                       layer0);
     if (s->gpu_layers == 0) return dv_cpu_forward_from_f32(s->cpu, p, &em, 0, NULL);
 
     /* this pass's token ids and rope table (the CPU reference's table) */
@@ -325,10 +331,14 @@ static dv_status vk_forward(void *impl, const struct dv_pass *p, const struct dv
                           c->rope_base);
     dv_status st = dv_vk_upload(s->vk, &s->ids, 0, p->tokens, (VkDeviceSize)T * 4);
     if (!st) st = dv_vk_upload(s->vk, &s->rope, 0, s->host_tab, (VkDeviceSize)(2 * T * half) * 4);
-    /* embedding: x[t] = token_embd[tokens[t]] (layer 0's op) */
+    /* embedding: x[t] = token_embd[tokens[t]] (layer 0's op), or the
+     * residual handed in */
     const bool f0 = s->fault_layer < 0 || s->fault_layer == 0;
-    if (!st) st = dv_vkop_get_rows(s->ops, f0, &s->tok_embd, at(&s->ids, 0), T, at(&s->x, 0));
-    for (int il = 0; il < s->gpu_layers && !st; il++) st = layer_pass(s, &em, il, T, pos0);
+    if (!st && layer0 > 0)
+        st = dv_vk_upload(s->vk, &s->x, 0, x, (VkDeviceSize)T * (VkDeviceSize)c->d_model * 4);
+    else if (!st)
+        st = dv_vkop_get_rows(s->ops, f0, &s->tok_embd, at(&s->ids, 0), T, at(&s->x, 0));
+    for (int il = layer0; il < s->gpu_layers && !st; il++) st = layer_pass(s, &em, il, T, pos0);
     if (st) return st;
 
     const size_t d = (size_t)c->d_model, V = (size_t)c->n_vocab;
@@ -346,6 +356,11 @@ static dv_status vk_forward(void *impl, const struct dv_pass *p, const struct dv
     if (!st) st = dv_vk_download(s->vk, &s->logits, 0, s->logits_host, (VkDeviceSize)(T * V) * 4);
     if (!st && dv_emitter_ask(&em, -1, DV_GT_LOGITS)) st = dv_emitter_take(&em, s->logits_host);
     return st;
+}
+
+static dv_status vk_forward(void *impl, const struct dv_pass *p, const struct dv_hook *h)
+{
+    return vk_forward_at(impl, p, h, 0, NULL);
 }
 
 static void vk_logits(void *impl, int t, double *out)
@@ -415,4 +430,5 @@ const struct dv_backend dv_backend_vulkan = {
     .free = vk_free,
     .describe = vk_describe,
     .run_op = vk_run_op,
+    .forward_from = vk_forward_at,
 };

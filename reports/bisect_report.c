@@ -185,6 +185,24 @@ static void wrapped(FILE *f, const char *lead, const char *text)
     fputc('\n', f);
 }
 
+/* Activation patching: each flipped position and the layer that makes it. */
+static void patch_table(FILE *f, const struct dv_bisect_result *r)
+{
+    fprintf(f, "\nactivation patching (the test from layer L on, fed the reference's "
+            "blk.L-1.out; %d patched run%s): %d position%s flip top-1%s\n", r->patch_runs,
+            r->patch_runs == 1 ? "" : "s", r->n_flips, r->n_flips == 1 ? "" : "s",
+            r->flips_truncated ? " (the first ones listed)" : "");
+    if (!r->n_flips) return;
+    fprintf(f, "  %4s %5s %9s %9s  %s\n", "pass", "pos", "ref top", "test top",
+            "made by (restored by the reference's residual after it)");
+    for (int k = 0; k < r->n_flips; k++) {
+        const struct dv_patch_flip *x = &r->flips[k];
+        fprintf(f, "  %4d %5d %9d %9d  ", x->pass, x->pos, x->ref_top, x->test_top);
+        if (x->layer >= 0) fprintf(f, "layer %d\n", x->layer);
+        else fprintf(f, "the last layer or the output ops (no patch restores it)\n");
+    }
+}
+
 int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
                           const struct dv_bisect_result *r, bool color)
 {
@@ -195,12 +213,15 @@ int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
         replay_table(f, r, color);
         if (r->split_run) split_line(f, r, (int)h->m->cfg.n_layer);
     }
+    if (r->patch_run) patch_table(f, r);
     const bool bad = r->first_pass >= 0;
     fprintf(f, "\n%s", bad ? DV_TERM_RED(color) : DV_TERM_GREEN(color));
     wrapped(f, bad ? "DIVERGED: " : "clean: ", r->verdict);
     fprintf(f, "%s", DV_TERM_RESET(color));
-    fprintf(f, "time     live run %.2f s, op replay %.2f s, layer split %.2f s\n", r->run_s,
+    fprintf(f, "time     live run %.2f s, op replay %.2f s, layer split %.2f s", r->run_s,
             r->replay_s, r->split_s);
+    if (r->patch_run) fprintf(f, ", patching %.2f s", r->patch_s);
+    fputc('\n', f);
     fflush(f);
     return ferror(f) ? -1 : 0;
 }
@@ -295,6 +316,22 @@ int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
         r->run_s, "replay", r->replay_s, "split", r->split_s);
     if (!root) return -1;
     json_object_set_new(root, "replayable", json_boolean(r->replayable));
+    if (r->patch_run) {
+        json_t *fl = json_array();
+        for (int k = 0; k < r->n_flips; k++) {
+            const struct dv_patch_flip *x = &r->flips[k];
+            json_array_append_new(fl, json_pack("{s:i, s:i, s:i, s:i, s:o}", "pass", x->pass,
+                                                 "pos", x->pos, "ref_top", x->ref_top,
+                                                 "test_top", x->test_top, "layer",
+                                                 x->layer >= 0 ? json_integer(x->layer)
+                                                               : json_null()));
+        }
+        json_object_set_new(root, "patching", json_pack("{s:i, s:b, s:o}", "runs",
+                                                        r->patch_runs, "truncated",
+                                                        r->flips_truncated, "flips", fl));
+    } else {
+        json_object_set_new(root, "patching", json_null());
+    }
     json_object_set_new(root, "test_dump", r->from_dump ? json_string(r->test_dump)
                                                         : json_null());
     json_object_set_new(root, "attribution", json_string(!r->from_dump ? "replay"

@@ -148,6 +148,30 @@ ok "no report written" test ! -e "$T/nan.json"
 expect 0 "the kept reference dump is complete" -- "$D" info "$T/nan-kept/ref.h5"
 ok "with the pass that showed it" grep -q "diverge-dump v1, 1 pass, 38 tensors$" "$T/out"
 
+# activation patching (--patch): every position whose top-1 flips over the
+# whole schedule is restored by the reference's residual after the faulty
+# layer, and by no earlier one; a clean run flips nothing
+for spec in kv-stale@2 rope-neox-swap@1; do
+    L=${spec#*@}
+    expect 1 "$spec --patch" -- "$D" bisect "$T/small-q6_k.gguf" --inject "$spec" --patch \
+        --no-layer-split --format json -o "$T/patch.json"
+    ok "$spec: flips, each made by layer $L" "$PY" - "$T/patch.json" "$L" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))["patching"]
+layers = {f["layer"] for f in p["flips"]}
+print(len(p["flips"]), "flips, layers", layers, "runs", p["runs"])
+sys.exit(0 if p["flips"] and layers == {int(sys.argv[2])} and p["runs"] == int(sys.argv[2]) + 1 else 1)
+PY
+done
+expect 1 "text report of patching" -- "$D" bisect "$T/small-q6_k.gguf" --inject kv-stale@2 \
+    --patch --no-layer-split
+ok "the verdict names the layer" bash -c "tr -s ' \n' ' ' <'$T/out' | grep -q 'the reference.s residual after layer 2 restores every one (layer 2 makes the flips)'"
+ok "the table" grep -qE "^ +1 +6 +[0-9]+ +[0-9]+  layer 2$" "$T/out"
+expect 0 "a clean run with --patch" -- "$D" bisect "$T/tiny-f32.gguf" --patch --no-layer-split
+ok "no flips" grep -q "0 positions flip top-1" "$T/out"
+expect 2 "--patch with llama.cpp" -- "$D" bisect "$T/tiny-f32.gguf" --test llama.cpp:CPU --patch
+ok "says why" grep -q "^diverge bisect: --patch needs a live test backend" "$T/err"
+
 # bad input: exit 2, one line naming the problem
 expect 2 "passes do not add up" -- "$D" bisect "$T/tiny-f32.gguf" --tokens 1,2,3 --passes 2,2
 ok "one error line" one_error_line "adds up to 4 tokens but there are 3"
