@@ -28,7 +28,7 @@ struct bisect_cli {
     int test, ref, oracle;
     bool test_given;
     int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
-    bool json, no_split, validation, patch;
+    bool json, no_split, validation, patch, all_culprits;
     bool arith_given; /* --act-quant or --attn-quant: else the test's declared one */
 };
 
@@ -38,11 +38,12 @@ static void bisect_help(void)
            "                      [--oracle cpu-f64|none] [--passes N,N,...]\n"
            "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
            "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split] [--patch]\n"
+           "                      [--all-culprits]\n"
            "                      [--format text|json] [-o FILE] [--device D] [--validation]\n"
            "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n"
            "       diverge bisect MODEL.gguf --test-dump TEST.h5 [--ref, --oracle, --policy,\n"
            "                      --keep-dumps, --format, -o, --act-quant, --attn-quant,\n"
-           "                      --kv-type as above]\n\n"
+           "                      --kv-type, --all-culprits as above]\n\n"
            "Run the test backend, the reference and the oracle live on the same tokens,\n"
            "pass by pass, and stop at the first pass with a tensor beyond the noise\n"
            "floor (where the error shows). Then replay each op of that layer alone on\n"
@@ -76,6 +77,9 @@ static void bisect_help(void)
            "                  for diverge compare and diverge logits\n"
            "  --policy P      tolerance policy (diverge-policy(5)); default built-in\n"
            "  --no-layer-split  skip the --gpu-layers search\n"
+           "  --all-culprits  run every pass and judge every op of every divergent pass\n"
+           "                  alone: list each op that diverges alone (two independent\n"
+           "                  bugs both named), not only the first\n"
            "  --patch         activation patching: for every position whose top-1 token\n"
            "                  the test flips over the whole schedule, the layer whose\n"
            "                  reference output restores it when the test runs on from\n"
@@ -114,7 +118,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
         {"attn-quant", required_argument, 0, 'Q'}, {"test-dump", required_argument, 0, 'D'},
-        {"patch", no_argument, 0, 'X'},
+        {"patch", no_argument, 0, 'X'},       {"all-culprits", no_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
                              .oracle = DV_BACKEND_CPU_F64, .kv_type = -1};
@@ -123,6 +127,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         switch (c) {
         case 'D': o->test_dump = optarg; break;
         case 'X': o->patch = true; break;
+        case 'U': o->all_culprits = true; break;
         case 'T':
             o->test_given = true;
             if (!strncmp(optarg, "llama.cpp:", 10) && optarg[10]) { /* llama.cpp:DEVICE */
@@ -301,7 +306,7 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
                                 .arith_from_test = !o->arith_given &&
                                                    o->test == DV_BACKEND_LLAMA_CPP,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
-                                .patch = o->patch,
+                                .patch = o->patch, .all_culprits = o->all_culprits,
                                 .inject = {DV_FAULT_NONE, -1}};
     struct dv_reader *dump = NULL;
     dv_status s = DV_OK;

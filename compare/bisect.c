@@ -451,6 +451,13 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
             PUT(" Layer split: the logits first diverge with %d layers on the device "
                 "(layer %d).", r->split_first_layer + 1, r->split_first_layer);
     }
+    if (r->n_all > 1) {
+        PUT(" All culprits (ops that diverge alone): ");
+        for (int k = 0; k < r->n_all; k++)
+            PUT("%s%s (%s, pass %d)", k ? ", " : "", r->all[k].name, r->all[k].op,
+                r->all[k].pass);
+        PUT("%s.", r->all_truncated ? ", ..." : "");
+    }
     if (r->patch_run && !r->n_flips)
         PUT(" Activation patching: no position's top-1 token flips over the schedule.");
     if (r->patch_run && r->n_flips) {
@@ -511,6 +518,8 @@ struct run_state {
     int broken_pass;
     float *kc, *vc;                  /* the reference's cache, f32 */
     float *tkc, *tvc;                /* a test dump's own k_rope, v (unrounded) */
+    const struct dv_arith *ar;       /* what the reference and oracle emulate */
+    int max_t;
     bool test_kv;                    /* ... every one of every pass was there */
     void **logits[2];                /* [n_pass] ref and oracle logits */
     struct dv_split_probe live_logits; /* the live run's, all layers on the device */
@@ -527,68 +536,6 @@ static dv_status keep_logits(struct run_state *rs, int pass)
             return dv_fail(DV_E_NOMEM, "out of memory");
         memcpy(rs->logits[k][pass], x->data, bytes);
     }
-    return DV_OK;
-}
-
-/* Run the schedule until the first pass with a divergence. */
-static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts *o,
-                          struct run_state *rs, struct dv_bisect_result *r)
-{
-    int pos = 0;
-    for (int p = 0; p < o->n_pass; pos += o->sched[p++]) {
-        struct dv_bisect_pass *bp = &r->passes[p];
-        for (int k = 0; k < N_SIDES; k++) {
-            if (rs->sd[k].kind < 0) continue;
-            dv_status st = rs->sd[k].dump ? dump_pass(&rs->sd[k], m, p)
-                                          : dv_engine_forward(rs->sd[k].e, o->tokens + pos,
-                                                              o->sched[p], pos, &rs->sd[k].hook);
-            if (st) return st;
-        }
-        bp->status = DV_BPASS_CLEAN;
-        bp->worst_ratio = 0;
-        for (int i = 0; i < rs->sd[SIDE_REF].cap.n; i++) {
-            struct dv_cmp_row w;
-            if (!judge_tensor(&w, m, o, rs->sd, i, p)) continue;
-            bp->n_tensors++;
-            if (w.ratio > bp->worst_ratio || !bp->worst[0]) {
-                bp->worst_ratio = w.ratio;
-                snprintf(bp->worst, sizeof bp->worst, "%s", w.name);
-            }
-            if (w.status == DV_ROW_BROKEN) { /* not the test's doing: see dv_bisect */
-                if (!rs->broken.name[0]) rs->broken = w, rs->broken_pass = p;
-                continue;
-            }
-            if (!strcmp(w.name, "logits")) {
-                rs->live_logits.diverged |= w.status == DV_ROW_DIVERGED;
-                if (w.ratio > rs->live_logits.ratio) rs->live_logits.ratio = w.ratio;
-            }
-            if (w.status != DV_ROW_DIVERGED) continue;
-            bp->n_diverged++;
-            if (r->first_pass < 0) r->first = w, r->first_pass = p;
-        }
-        if (!bp->n_tensors)
-            return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
-        keep_kv(m, &rs->sd[SIDE_REF].cap, o->kv_type, rs->kc, rs->vc, o->n_tokens);
-        if (rs->tkc) { /* the reference engine rounds them as its cache would */
-            for (int64_t il = 0; il < m->cfg.n_layer; il++)
-                rs->test_kv &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_K_ROPE)]
-                                       .data &&
-                               rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_V)].data;
-            keep_kv(m, &rs->sd[SIDE_TEST].cap, DV_TYPE_F32, rs->tkc, rs->tvc, o->n_tokens);
-        }
-        dv_status st = keep_logits(rs, p);
-        if (st) return st;
-        if (rs->broken.name[0]) { /* nothing after this pass can be judged */
-            r->n_run = p + 1;
-            return DV_OK;
-        }
-        if (r->first_pass >= 0) {
-            bp->status = DV_BPASS_DIVERGED;
-            r->n_run = p + 1;
-            return DV_OK;
-        }
-    }
-    r->n_run = o->n_pass;
     return DV_OK;
 }
 
@@ -723,6 +670,144 @@ static dv_status by_layer(const struct dv_model *m, const struct dv_bisect_opts 
     return st;
 }
 
+/* The ops of layer `layer` of the pass just run, replayed (a live test)
+ * or judged on the dump's own inputs, into r's ops. */
+static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
+                                   struct run_state *rs, int pos, int layer,
+                                   struct dv_bisect_result *r)
+{
+    const bool live = !o->test_dump;
+    const struct dv_replay_src src = {
+        .test = &rs->sd[SIDE_TEST].cap, .ref = &rs->sd[SIDE_REF].cap,
+        .oracle = o->oracle >= 0 ? &rs->sd[SIDE_ORACLE].cap : NULL,
+        .alone = live ? rs->sd[SIDE_TEST].e : NULL, .ref_e = rs->sd[SIDE_REF].e,
+        .floor = o->oracle >= 0 ? rs->sd[SIDE_ORACLE].e : NULL,
+        .kc = live ? rs->kc : rs->test_kv ? rs->tkc : NULL,
+        .vc = live ? rs->vc : rs->test_kv ? rs->tvc : NULL, .n_ctx = o->n_tokens};
+    return dv_replay_layer(m, o, o->tokens + pos, layer, &src, r);
+}
+
+/* Where it starts: the first divergent pass (just run), its first
+ * divergent layer op by op; a dump too sparse for that, layer by layer. */
+static dv_status starts(const struct dv_model *m, const struct dv_bisect_opts *o,
+                        struct run_state *rs, int pos, struct dv_bisect_result *r)
+{
+    const double t1 = now_s();
+    r->replay_pass = r->first_pass;
+    r->replay_layer = r->first.layer;
+    r->earlier_clean = true;
+    for (int p = 0; p < r->first_pass; p++)
+        r->earlier_clean &= r->passes[p].status == DV_BPASS_CLEAN;
+    dv_status st = replay_pass_layer(m, o, rs, pos, r->replay_layer, r);
+    bool judged = false;
+    for (int k = 0; k < r->n_ops; k++)
+        judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE;
+    if (!st && o->test_dump && !judged) st = by_layer(m, o, rs->ar, rs, rs->max_t, r);
+    r->replay_s += now_s() - t1;
+    return st;
+}
+
+/* --all-culprits: every op of every layer of pass p (just run) alone; each
+ * one that diverges alone joins r->all, unless an earlier pass named it. */
+static dv_status collect(const struct dv_model *m, const struct dv_bisect_opts *o,
+                         struct run_state *rs, int p, int pos, struct dv_bisect_result *r)
+{
+    const double t1 = now_s();
+    dv_status st = DV_OK;
+    for (int L = 0; !st && L <= (int)m->cfg.n_layer; L++) {
+        struct dv_bisect_result x = {.replay_pass = p, .culprit = -1};
+        const int layer = L < (int)m->cfg.n_layer ? L : -1; /* then the output ops */
+        st = replay_pass_layer(m, o, rs, pos, layer, &x);
+        for (int k = 0; !st && k < x.n_ops; k++) {
+            const struct dv_replay_op *op = &x.ops[k];
+            if (op->role != DV_ROLE_CULPRIT && op->role != DV_ROLE_ALSO) continue;
+            bool seen = false;
+            for (int j = 0; j < r->n_all; j++) seen |= !strcmp(r->all[j].name, op->name);
+            if (seen) continue;
+            if (r->n_all == DV_PATCH_MAX_FLIPS) {
+                r->all_truncated = true;
+                continue;
+            }
+            r->all[r->n_all].pass = p;
+            snprintf(r->all[r->n_all].name, sizeof r->all[0].name, "%s", op->name);
+            snprintf(r->all[r->n_all].op, sizeof r->all[0].op, "%s", op->op);
+            r->all[r->n_all].rel = dv_metrics_rel_rms(&op->iso.m);
+            r->all[r->n_all].ratio = op->iso.ratio;
+            r->n_all++;
+        }
+        free(x.ops);
+    }
+    r->replay_s += now_s() - t1;
+    return st;
+}
+
+/* Run the schedule until the first pass with a divergence (--all-culprits:
+ * every pass), and find where it starts when the test replays. */
+static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts *o,
+                          struct run_state *rs, struct dv_bisect_result *r)
+{
+    int pos = 0;
+    for (int p = 0; p < o->n_pass; pos += o->sched[p++]) {
+        struct dv_bisect_pass *bp = &r->passes[p];
+        for (int k = 0; k < N_SIDES; k++) {
+            if (rs->sd[k].kind < 0) continue;
+            dv_status st = rs->sd[k].dump ? dump_pass(&rs->sd[k], m, p)
+                                          : dv_engine_forward(rs->sd[k].e, o->tokens + pos,
+                                                              o->sched[p], pos, &rs->sd[k].hook);
+            if (st) return st;
+        }
+        bp->status = DV_BPASS_CLEAN;
+        bp->worst_ratio = 0;
+        for (int i = 0; i < rs->sd[SIDE_REF].cap.n; i++) {
+            struct dv_cmp_row w;
+            if (!judge_tensor(&w, m, o, rs->sd, i, p)) continue;
+            bp->n_tensors++;
+            if (w.ratio > bp->worst_ratio || !bp->worst[0]) {
+                bp->worst_ratio = w.ratio;
+                snprintf(bp->worst, sizeof bp->worst, "%s", w.name);
+            }
+            if (w.status == DV_ROW_BROKEN) { /* not the test's doing: see dv_bisect */
+                if (!rs->broken.name[0]) rs->broken = w, rs->broken_pass = p;
+                continue;
+            }
+            if (!strcmp(w.name, "logits")) {
+                rs->live_logits.diverged |= w.status == DV_ROW_DIVERGED;
+                if (w.ratio > rs->live_logits.ratio) rs->live_logits.ratio = w.ratio;
+            }
+            if (w.status != DV_ROW_DIVERGED) continue;
+            bp->n_diverged++;
+            if (r->first_pass < 0) r->first = w, r->first_pass = p;
+        }
+        if (!bp->n_tensors)
+            return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
+        keep_kv(m, &rs->sd[SIDE_REF].cap, o->kv_type, rs->kc, rs->vc, o->n_tokens);
+        if (rs->tkc) { /* the reference engine rounds them as its cache would */
+            for (int64_t il = 0; il < m->cfg.n_layer; il++)
+                rs->test_kv &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_K_ROPE)]
+                                       .data &&
+                               rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_V)].data;
+            keep_kv(m, &rs->sd[SIDE_TEST].cap, DV_TYPE_F32, rs->tkc, rs->tvc, o->n_tokens);
+        }
+        dv_status st = keep_logits(rs, p);
+        if (st) return st;
+        if (rs->broken.name[0]) { /* nothing after this pass can be judged */
+            r->n_run = p + 1;
+            return DV_OK;
+        }
+        if (bp->n_diverged) bp->status = DV_BPASS_DIVERGED;
+        if (p == r->first_pass && r->replayable && (st = starts(m, o, rs, pos, r))) return st;
+        if (o->all_culprits && bp->n_diverged && r->replayable &&
+            (st = collect(m, o, rs, p, pos, r)))
+            return st;
+        if (r->first_pass >= 0 && !o->all_culprits) {
+            r->n_run = p + 1;
+            return DV_OK;
+        }
+    }
+    r->n_run = o->n_pass;
+    return DV_OK;
+}
+
 /* A reference or oracle that computes NaN/Inf where a forward pass cannot
  * leaves nothing to judge the test against: bad input (the model, or the
  * backend itself), never "clean". */
@@ -837,40 +922,19 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         if (kinds[k] >= 0)
             st = side_open(&rs.sd[k], m, o, k, max_t, &ar, r->inject, descs[k],
                            sizeof r->test_desc);
+    /* any test backend with a single-op entry replays (engine.h, run_op);
+     * a test dump's ops are judged on its own inputs */
+    r->replayable = o->test_dump ||
+                    (rs.sd[SIDE_TEST].e && dv_engine_backend(rs.sd[SIDE_TEST].e)->run_op);
+    rs.ar = &ar, rs.max_t = max_t;
     if (!st) st = live_run(m, o, &rs, r);
     /* the kept dumps hold the passes run, complete when the live run was:
      * a broken reference keeps them too (they show what broke) */
     const bool keep = st == DV_OK;
     r->run_s = now_s() - t0;
     if (!st && rs.broken.name[0]) st = broken_run(o, &rs, r);
+    if (!st) r->run_s -= r->replay_s; /* the live run's own time */
 
-    /* any test backend with a single-op entry replays (engine.h, run_op);
-     * a test dump's ops are judged on its own inputs */
-    r->replayable = o->test_dump ||
-                    (rs.sd[SIDE_TEST].e && dv_engine_backend(rs.sd[SIDE_TEST].e)->run_op);
-    if (!st && r->first_pass >= 0 && r->replayable) { /* where it starts */
-        const double t1 = now_s();
-        r->replay_pass = r->first_pass;
-        r->replay_layer = r->first.layer;
-        r->earlier_clean = true;
-        for (int p = 0; p < r->first_pass; p++)
-            r->earlier_clean &= r->passes[p].status == DV_BPASS_CLEAN;
-        pos = r->passes[r->first_pass].pos0;
-        const bool live = !o->test_dump;
-        const struct dv_replay_src src = {
-            .test = &rs.sd[SIDE_TEST].cap, .ref = &rs.sd[SIDE_REF].cap,
-            .oracle = o->oracle >= 0 ? &rs.sd[SIDE_ORACLE].cap : NULL,
-            .alone = live ? rs.sd[SIDE_TEST].e : NULL, .ref_e = rs.sd[SIDE_REF].e,
-            .floor = o->oracle >= 0 ? rs.sd[SIDE_ORACLE].e : NULL,
-            .kc = live ? rs.kc : rs.test_kv ? rs.tkc : NULL,
-            .vc = live ? rs.vc : rs.test_kv ? rs.tvc : NULL, .n_ctx = o->n_tokens};
-        st = dv_replay_layer(m, o, o->tokens + pos, r->replay_layer, &src, r);
-        bool judged = false;
-        for (int k = 0; k < r->n_ops; k++)
-            judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE;
-        if (!st && o->test_dump && !judged) st = by_layer(m, o, &ar, &rs, max_t, r);
-        r->replay_s = now_s() - t1;
-    }
     for (int k = 0; k < N_SIDES; k++) {
         dv_status c = side_close(&rs.sd[k], keep);
         if (!st) st = c;

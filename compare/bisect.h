@@ -58,6 +58,8 @@ struct dv_bisect_opts {
     const char *keep_dir;       /* write test.h5, ref.h5, oracle.h5 here */
     bool layer_split;           /* run the --gpu-layers search */
     bool patch;                 /* activation patching over the whole schedule */
+    bool all_culprits;          /* run every pass and judge every op of every
+                                   divergent pass alone: every culprit */
     void (*guard)(const char *tmp); /* told each dump's temporary path, or NULL */
 };
 
@@ -137,6 +139,14 @@ struct dv_bisect_result {
                                    ops; -1 unknown */
     int n_probes;
     struct dv_split_probe probes[40];
+    /* --all-culprits: every op that diverges alone, first pass each */
+    int n_all;
+    bool all_truncated;
+    struct {
+        int pass;
+        char name[64], op[16];
+        double rel, ratio;  /* alone: rel_rms and ratio to its limit */
+    } all[DV_PATCH_MAX_FLIPS];
     /* activation patching */
     bool patch_run;
     int n_flips;                /* positions whose top-1 the test flips */

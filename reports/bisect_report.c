@@ -72,7 +72,7 @@ static void pass_table(FILE *f, const struct dv_bisect_result *r, bool color)
         fprintf(f, "%4d %5d %6d %7d %s%8d%s %11s  %s%s\n", i, p->pos0, p->n_tokens,
                 p->n_tensors, bad ? DV_TERM_RED(color) : "", p->n_diverged,
                 bad ? DV_TERM_RESET(color) : "", ratio, p->worst,
-                bad ? "  <- first divergent pass" : "");
+                i == r->first_pass ? "  <- first divergent pass" : "");
     }
 }
 
@@ -214,6 +214,14 @@ int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
         if (r->split_run) split_line(f, r, (int)h->m->cfg.n_layer);
     }
     if (r->patch_run) patch_table(f, r);
+    if (r->n_all || (r->first_pass >= 0 && h->o->all_culprits)) {
+        fprintf(f, "\nall culprits (every op that diverges alone, first pass each%s): %d\n",
+                r->all_truncated ? "; the first ones" : "", r->n_all);
+        for (int k = 0; k < r->n_all; k++)
+            fprintf(f, "  pass %d  %-20s %-8s rel err %.3g, %.3g x its limit\n",
+                    r->all[k].pass, r->all[k].name, r->all[k].op, r->all[k].rel,
+                    r->all[k].ratio);
+    }
     const bool bad = r->first_pass >= 0;
     fprintf(f, "\n%s", bad ? DV_TERM_RED(color) : DV_TERM_GREEN(color));
     wrapped(f, bad ? "DIVERGED: " : "clean: ", r->verdict);
@@ -316,6 +324,14 @@ int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
         r->run_s, "replay", r->replay_s, "split", r->split_s);
     if (!root) return -1;
     json_object_set_new(root, "replayable", json_boolean(r->replayable));
+    json_t *all = json_array();
+    for (int k = 0; k < r->n_all; k++)
+        json_array_append_new(all, json_pack("{s:i, s:s, s:s, s:o, s:o}", "pass",
+                                              r->all[k].pass, "tensor", r->all[k].name, "op",
+                                              r->all[k].op, "rel_err", dv_jnum(r->all[k].rel),
+                                              "ratio", dv_jnum(r->all[k].ratio)));
+    json_object_set_new(root, "all_culprits", h->o->all_culprits ? all : json_null());
+    if (!h->o->all_culprits) json_decref(all);
     if (r->patch_run) {
         json_t *fl = json_array();
         for (int k = 0; k < r->n_flips; k++) {

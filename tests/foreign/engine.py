@@ -5,11 +5,11 @@ An independent forward pass of a GGUF LLaMA model in numpy (float32 tensors,
 float64 accumulation inside each op), with its own GGUF reader, that writes
 diverge-dump(5) schema-v1 files with h5py. It shares no code with diverge:
 it is the "other engine" whose dumps `diverge compare` judges. Optional
-deliberate bugs (--bug NAME[@LAYER], --list-bugs) let the tests check that
-compare names the tensor where each bug first shows.
+deliberate bugs (--bug NAME[@LAYER][,NAME[@LAYER]...], --list-bugs) let the
+tests check that compare names the tensor where each bug first shows.
 
 usage: engine.py MODEL.gguf --tokens 1,2,3 [--passes 2,1] --dump OUT.h5
-                 [--bug NAME[@LAYER]] [--residual-only]
+                 [--bug NAME[@LAYER][,...]] [--residual-only]
        engine.py --list-bugs [--passes 6,5,1,1]
 Exit status: 0 written, 2 bad usage or input (one line on stderr).
 """
@@ -307,9 +307,9 @@ def rope(x, pos, n_rot, base, mode):
 
 
 class Engine:
-    def __init__(self, model, bug, n_total):
+    def __init__(self, model, bugs, n_total):
         self.m = model
-        self.bug, self.bug_layer = bug if bug else (None, None)
+        self.bugs = bugs or []  # [(name, layer or None for all)]
         M = model
         # KV cache: per layer [positions, Hkv, hd], float32 (kv_type f32)
         self.K = [np.zeros((n_total, M.Hkv, M.hd), F32) for _ in range(M.n_layer)]
@@ -317,8 +317,8 @@ class Engine:
 
     def on(self, name, layer=None):
         """Is bug `name` active (in `layer`)?"""
-        return self.bug == name and (layer is None or self.bug_layer is None
-                                     or self.bug_layer == layer)
+        return any(b == name and (layer is None or bl is None or bl == layer)
+                   for b, bl in self.bugs)
 
     def forward(self, tokens, pos0, emit):
         """One pass of T tokens at positions pos0 ..; emit(name, layer, op, x)."""
@@ -531,8 +531,8 @@ def main(argv):
     model = Model(GGUF(args.model))
     if min(tokens) < 0 or max(tokens) >= model.V:
         raise Fail(f"--tokens: ids must be 0..{model.V - 1}")
-    bug = parse_bug(args.bug, model.n_layer) if args.bug else None
-    write_dump(args, model, sched, tokens, bug)
+    bugs = [parse_bug(b, model.n_layer) for b in args.bug.split(",")] if args.bug else None
+    write_dump(args, model, sched, tokens, bugs)
     return 0
 
 

@@ -172,6 +172,15 @@ ok "no flips" grep -q "0 positions flip top-1" "$T/out"
 expect 2 "--patch with llama.cpp" -- "$D" bisect "$T/tiny-f32.gguf" --test llama.cpp:CPU --patch
 ok "says why" grep -q "^diverge bisect: --patch needs a live test backend" "$T/err"
 
+# --all-culprits runs every pass: kv-stale@2's K cache shows in kq and
+# attn_out of layer 2 alone, and nothing else diverges alone
+expect 1 "--all-culprits" -- "$D" bisect "$T/small-q6_k.gguf" --inject kv-stale@2 \
+    --all-culprits --no-layer-split
+ok "every pass ran" bash -c "! grep -q 'not run' '$T/out'"
+ok "one first divergent pass" test "$(grep -c 'first divergent pass' "$T/out")" -eq 1
+ok "the culprits" grep -q "^all culprits (every op that diverges alone, first pass each): 2$" "$T/out"
+ok "kq first" grep -qE "^  pass 1  blk\.2\.kq +kq " "$T/out"
+
 # bad input: exit 2, one line naming the problem
 expect 2 "passes do not add up" -- "$D" bisect "$T/tiny-f32.gguf" --tokens 1,2,3 --passes 2,2
 ok "one error line" one_error_line "adds up to 4 tokens but there are 3"

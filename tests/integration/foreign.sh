@@ -133,6 +133,19 @@ while read -r name pass layer tensor _ <&3; do
     done
 done 3<"$T/bugs"
 
+# two independent bugs in one dump: --all-culprits names both (the first
+# divergence only the first)
+engine "$T/tiny-f32.gguf" "$T/two.h5" --bug rope-pos-off@0,sigmoid-act@1
+expect 1 "two bugs: --all-culprits" -- "$D" bisect "$T/tiny-f32.gguf" --test-dump "$T/two.h5" \
+    --all-culprits --format json -o "$T/two.json"
+ok "both named" "$PY" - "$T/two.json" <<'PY'
+import json, sys
+names = {c["tensor"] for c in json.load(open(sys.argv[1]))["all_culprits"]}
+print(sorted(names))
+sys.exit(0 if {"blk.0.q_rope", "blk.1.ffn_act"} <= names and not any(
+    n.startswith("blk.1.") and n != "blk.1.ffn_act" for n in names) else 1)
+PY
+
 # bisect --test-dump refuses, one line, exit 2: a dump of another model,
 # flags that would choose another schedule, a file that is not a dump
 expect 2 "a dump of another model" -- "$D" bisect "$T/stories.gguf" --test-dump "$T/tiny-f32-eng.h5"
