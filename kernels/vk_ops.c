@@ -8,6 +8,7 @@
 #include "cpu_ops.h"
 #include "error.h"
 #include "model.h"
+#include "ops.h"
 #include "shaders.h"
 #include "types.h"
 
@@ -67,6 +68,17 @@ static const struct {
     DV_KERNEL_LIST(DV_X)
 #undef DV_X
 };
+
+/* The kernel of every op of the op table (ops.h): an op without one here
+ * (K_<op> undeclared) fails the build. A view computes nothing. */
+#define K_VIEW K_COUNT
+static const int op_kernel[DV_OP_COUNT] __attribute__((unused)) = {
+#define DV_X(e, s, hint) [DV_OP_##e] = K_##e,
+    DV_OP_LIST(DV_X)
+#undef DV_X
+};
+#undef K_VIEW
+_Static_assert(sizeof op_kernel / sizeof op_kernel[0] == DV_OP_COUNT, "one kernel per op");
 
 /* Weight types the kernels read, in the order of the pipeline slots. */
 static const int wtypes[] = {DV_TYPE_F32, DV_TYPE_F16, DV_TYPE_BF16, DV_TYPE_Q8_0,

@@ -80,10 +80,13 @@ static float *past_rows(const struct tu_collect *c, int p, int L, int lt, size_t
 }
 
 /* Run every op of the collected run alone on e; exact: bit for bit,
- * else within rel (max |diff| over max |value|). Returns the ops run. */
+ * else within rel (max |diff| over max |value|). Returns the ops run;
+ * every op of the op table but the view must be among them (a new op
+ * without its test here fails). */
 static int check_ops(struct dv_engine *e, const struct dv_model *m,
                      const struct tu_collect *c, int act_type, bool exact, double rel)
 {
+    int per_op[DV_OP_COUNT] = {0};
     const struct dv_config *cfg = &m->cfg;
     const int n_per = dv_tensors_per_pass((int)cfg->n_layer);
     int ran = 0;
@@ -128,8 +131,11 @@ static int check_ops(struct dv_engine *e, const struct dv_model *m,
                          out->name, worst, scale);
             free(a), free(b), free(past), free(y);
             ran++;
+            per_op[out->op]++;
         }
     }
+    for (int op = 0; op < DV_OP_COUNT; op++)
+        if (op != DV_OP_VIEW && !per_op[op]) fail_msg("op %s never ran alone", dv_op_name(op));
     return ran;
 }
 
