@@ -24,7 +24,7 @@
 
 struct bisect_cli {
     const char *model, *prompt, *tokens, *passes, *inject, *keep, *policy, *out, *device;
-    const char *test_dump;
+    const char *test_dump, *export_case;
     int test, ref, oracle;
     bool test_given;
     int act_quant, attn_quant, kv_type; /* kv_type -1: the test backend's default */
@@ -38,7 +38,7 @@ static void bisect_help(void)
            "                      [--oracle cpu-f64|none] [--passes N,N,...]\n"
            "                      [--prompt TEXT | --tokens ID,ID,...] [--inject F[@L]]\n"
            "                      [--keep-dumps DIR] [--policy P.json] [--no-layer-split] [--patch]\n"
-           "                      [--all-culprits]\n"
+           "                      [--all-culprits] [--export-case DIR]\n"
            "                      [--format text|json] [-o FILE] [--device D] [--validation]\n"
            "                      [--act-quant M] [--attn-quant A] [--kv-type T]\n"
            "       diverge bisect MODEL.gguf --test-dump TEST.h5 [--ref, --oracle, --policy,\n"
@@ -77,6 +77,10 @@ static void bisect_help(void)
            "                  for diverge compare and diverge logits\n"
            "  --policy P      tolerance policy (diverge-policy(5)); default built-in\n"
            "  --no-layer-split  skip the --gpu-layers search\n"
+           "  --export-case D the culprit as a case: D/case.h5 (its inputs and its output\n"
+           "                  as the test gave it, a dump) and D/command, the line that\n"
+           "                  judges that op alone again (diverge bisect MODEL\n"
+           "                  --test-dump D/case.h5)\n"
            "  --all-culprits  run every pass and judge every op of every divergent pass\n"
            "                  alone: list each op that diverges alone (two independent\n"
            "                  bugs both named), not only the first\n"
@@ -118,7 +122,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         {"device", required_argument, 0, 'V'}, {"validation", no_argument, 0, 'C'},
         {"act-quant", required_argument, 0, 'A'}, {"kv-type", required_argument, 0, 'K'},
         {"attn-quant", required_argument, 0, 'Q'}, {"test-dump", required_argument, 0, 'D'},
-        {"patch", no_argument, 0, 'X'},       {"all-culprits", no_argument, 0, 'U'},
+        {"patch", no_argument, 0, 'X'},       {"export-case", required_argument, 0, 'E'},       {"all-culprits", no_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (struct bisect_cli){.test = DV_BACKEND_VULKAN, .ref = DV_BACKEND_CPU,
                              .oracle = DV_BACKEND_CPU_F64, .kv_type = -1};
@@ -127,6 +131,7 @@ static int parse_bisect_opts(int argc, char **argv, struct bisect_cli *o)
         switch (c) {
         case 'D': o->test_dump = optarg; break;
         case 'X': o->patch = true; break;
+        case 'E': o->export_case = optarg; break;
         case 'U': o->all_culprits = true; break;
         case 'T':
             o->test_given = true;
@@ -307,6 +312,7 @@ static dv_status bisect(const struct bisect_cli *o, const struct dv_model *m, in
                                                    o->test == DV_BACKEND_LLAMA_CPP,
                                 .layer_split = !o->no_split, .guard = dv_guard_temp,
                                 .patch = o->patch, .all_culprits = o->all_culprits,
+                                .export_case = o->export_case,
                                 .inject = {DV_FAULT_NONE, -1}};
     struct dv_reader *dump = NULL;
     dv_status s = DV_OK;
@@ -356,6 +362,15 @@ static dv_status check_outputs(const struct bisect_cli *o)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", o->keep, kept[i]);
         s = dv_outfile_check_inputs(path, inputs, 2);
+    }
+    for (int i = 0; !s && o->export_case && i < 2; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", o->export_case, i ? "command" : "case.h5");
+        s = dv_outfile_check_inputs(path, inputs, 2);
+        if (!s && o->test_dump && !i) {
+            const char *dump[] = {o->test_dump};
+            s = dv_outfile_check_inputs(path, dump, 1);
+        }
     }
     return s;
 }

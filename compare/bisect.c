@@ -520,7 +520,7 @@ struct run_state {
     float *tkc, *tvc;                /* a test dump's own k_rope, v (unrounded) */
     const struct dv_arith *ar;       /* what the reference and oracle emulate */
     int max_t;
-    bool test_kv;                    /* ... every one of every pass was there */
+    bool *tk_ok, *tv_ok;             /* [n_layer] ... every pass held that layer's */
     void **logits[2];                /* [n_pass] ref and oracle logits */
     struct dv_split_probe live_logits; /* the live run's, all layers on the device */
 };
@@ -682,8 +682,8 @@ static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bis
         .oracle = o->oracle >= 0 ? &rs->sd[SIDE_ORACLE].cap : NULL,
         .alone = live ? rs->sd[SIDE_TEST].e : NULL, .ref_e = rs->sd[SIDE_REF].e,
         .floor = o->oracle >= 0 ? rs->sd[SIDE_ORACLE].e : NULL,
-        .kc = live ? rs->kc : rs->test_kv ? rs->tkc : NULL,
-        .vc = live ? rs->vc : rs->test_kv ? rs->tvc : NULL, .n_ctx = o->n_tokens};
+        .kc = live ? rs->kc : rs->tkc, .vc = live ? rs->vc : rs->tvc,
+        .k_ok = live ? NULL : rs->tk_ok, .v_ok = live ? NULL : rs->tv_ok, .n_ctx = o->n_tokens};
     return dv_replay_layer(m, o, o->tokens + pos, layer, &src, r);
 }
 
@@ -704,6 +704,50 @@ static dv_status starts(const struct dv_model *m, const struct dv_bisect_opts *o
         judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE;
     if (!st && o->test_dump && !judged) st = by_layer(m, o, rs->ar, rs, rs->max_t, r);
     r->replay_s += now_s() - t1;
+    return st;
+}
+
+/* --export-case DIR: the culprit of the first divergent pass (just run)
+ * as DIR/case.h5, a dump of its inputs and its output as the test gave it,
+ * and DIR/command, the line that judges it again. */
+static dv_status export_case(const struct dv_model *m, const struct dv_bisect_opts *o,
+                             struct run_state *rs, struct dv_bisect_result *r)
+{
+    if (r->culprit < 0 || r->by_layer) return DV_OK;
+    dv_status st = make_dir(o->export_case);
+    char path[4096], cmd[4096 + 64];
+    snprintf(path, sizeof path, "%s/case.h5", o->export_case);
+    const struct side *t = &rs->sd[SIDE_TEST];
+    char device[192] = "", driver[512] = "";
+    if (t->e) dv_engine_describe(t->e, device, sizeof device, driver, sizeof driver);
+    else snprintf(device, sizeof device, "%s", dv_reader_str(o->test_dump, "device"));
+    const char *backend = t->e ? dv_engine_backend(t->e)->name
+                               : dv_reader_str(o->test_dump, "backend");
+    dv_dump *d = NULL;
+    if (!st) st = dv_dump_create(path, backend[0] ? backend : "test", 0, &d);
+    if (!st && o->guard) o->guard(dv_dump_temp_path(d));
+    if (!st) st = dv_dump_describe(d, m, device, driver, r->inject, rs->ar);
+    if (!st) st = dv_dump_set_str(d, "case_op", r->ops[r->culprit].name);
+    const bool live = !o->test_dump;
+    const struct dv_replay_src src = {
+        .test = &rs->sd[SIDE_TEST].cap, .ref = &rs->sd[SIDE_REF].cap,
+        .alone = live ? t->e : NULL, .ref_e = rs->sd[SIDE_REF].e,
+        .kc = live ? rs->kc : rs->tkc, .vc = live ? rs->vc : rs->tvc, .n_ctx = o->n_tokens};
+    int idx = -1;
+    for (int i = 0; i < rs->sd[SIDE_REF].cap.n; i++)
+        if (!strcmp(rs->sd[SIDE_REF].cap.t[i].name, r->ops[r->culprit].name)) idx = i;
+    if (!st && idx < 0) st = dv_fail(DV_E_RUNTIME, "export: no tensor %s", r->ops[r->culprit].name);
+    if (!st) st = dv_replay_export(m, o, r->first_pass, r->replay_layer, idx, &src, d);
+    dv_status c = dv_dump_close(d, !st);
+    if (!st) st = c;
+    snprintf(cmd, sizeof cmd, "%s/command", o->export_case);
+    FILE *f = st ? NULL : fopen(cmd, "w");
+    if (!st && !f) st = dv_fail(DV_E_IO, "%s: %s", cmd, strerror(errno));
+    if (f) {
+        fprintf(f, "diverge bisect %s --test-dump %s\n", o->model_path, path);
+        if (fclose(f)) st = dv_fail(DV_E_IO, "%s: %s", cmd, strerror(errno));
+    }
+    if (!st) snprintf(r->case_path, sizeof r->case_path, "%s", path);
     return st;
 }
 
@@ -782,10 +826,10 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
             return dv_fail(DV_E_RUNTIME, "pass %d: no tensor to compare", p);
         keep_kv(m, &rs->sd[SIDE_REF].cap, o->kv_type, rs->kc, rs->vc, o->n_tokens);
         if (rs->tkc) { /* the reference engine rounds them as its cache would */
-            for (int64_t il = 0; il < m->cfg.n_layer; il++)
-                rs->test_kv &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_K_ROPE)]
-                                       .data &&
-                               rs->sd[SIDE_TEST].cap.t[dv_tensor_index((int)il, DV_LT_V)].data;
+            for (int il = 0; il < (int)m->cfg.n_layer; il++) {
+                rs->tk_ok[il] &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index(il, DV_LT_K_ROPE)].data != NULL;
+                rs->tv_ok[il] &= rs->sd[SIDE_TEST].cap.t[dv_tensor_index(il, DV_LT_V)].data != NULL;
+            }
             keep_kv(m, &rs->sd[SIDE_TEST].cap, DV_TYPE_F32, rs->tkc, rs->tvc, o->n_tokens);
         }
         dv_status st = keep_logits(rs, p);
@@ -796,6 +840,7 @@ static dv_status live_run(const struct dv_model *m, const struct dv_bisect_opts 
         }
         if (bp->n_diverged) bp->status = DV_BPASS_DIVERGED;
         if (p == r->first_pass && r->replayable && (st = starts(m, o, rs, pos, r))) return st;
+        if (p == r->first_pass && o->export_case && (st = export_case(m, o, rs, r))) return st;
         if (o->all_culprits && bp->n_diverged && r->replayable &&
             (st = collect(m, o, rs, p, pos, r)))
             return st;
@@ -897,12 +942,15 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     if (o->test_dump) {
         rs.tkc = calloc(kvn ? kvn : 1, sizeof *rs.tkc);
         rs.tvc = calloc(kvn ? kvn : 1, sizeof *rs.tvc);
-        rs.test_kv = true;
+        rs.tk_ok = malloc((size_t)m->cfg.n_layer * sizeof *rs.tk_ok);
+        rs.tv_ok = malloc((size_t)m->cfg.n_layer * sizeof *rs.tv_ok);
+        for (int il = 0; rs.tk_ok && rs.tv_ok && il < (int)m->cfg.n_layer; il++)
+            rs.tk_ok[il] = rs.tv_ok[il] = true;
         r->from_dump = true;
         snprintf(r->test_dump, sizeof r->test_dump, "%s", o->test_dump->path);
     }
     if (!rs.kc || !rs.vc || !rs.logits[0] || !rs.logits[1] ||
-        (o->test_dump && (!rs.tkc || !rs.tvc)))
+        (o->test_dump && (!rs.tkc || !rs.tvc || !rs.tk_ok || !rs.tv_ok)))
         st = dv_fail(DV_E_NOMEM, "out of memory");
     if (!st && o->keep_dir) st = make_dir(o->keep_dir);
     for (int k = 0; k < N_SIDES; k++) rs.sd[k].kind = kinds[k];
@@ -965,7 +1013,7 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
     for (int k = 0; k < 2; k++)
         for (int p = 0; rs.logits[k] && p < o->n_pass; p++) free(rs.logits[k][p]);
     free(rs.logits[0]), free(rs.logits[1]);
-    free(rs.kc), free(rs.vc), free(rs.tkc), free(rs.tvc);
+    free(rs.kc), free(rs.vc), free(rs.tkc), free(rs.tvc), free(rs.tk_ok), free(rs.tv_ok);
     if (st) {
         dv_bisect_free(r);
         return st;

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "compare.h"
+#include "diverge.h"
 #include "engine.h"
 #include "fault.h"
 #include "model.h"
@@ -58,6 +59,7 @@ struct dv_bisect_opts {
     const char *keep_dir;       /* write test.h5, ref.h5, oracle.h5 here */
     bool layer_split;           /* run the --gpu-layers search */
     bool patch;                 /* activation patching over the whole schedule */
+    const char *export_case;    /* write the culprit's case into this directory */
     bool all_culprits;          /* run every pass and judge every op of every
                                    divergent pass alone: every culprit */
     void (*guard)(const char *tmp); /* told each dump's temporary path, or NULL */
@@ -166,6 +168,7 @@ struct dv_bisect_result {
                                   (blk.L.out, op "layer"), each judged on the
                                   test's own input residual */
     char test_dump[256];       /* its path */
+    char case_path[4096];      /* the case written (--export-case), "" if none */
     struct dv_arith arith;     /* what the reference and oracle emulated */
 };
 
@@ -219,6 +222,8 @@ struct dv_replay_src {
     /* the cache of every layer [n_layer, n_ctx, kvd] (f32) of the side
      * that feeds the ops, positions < pos0 from earlier passes */
     const float *kc, *vc;
+    const bool *k_ok, *v_ok; /* [n_layer]: the cache of that layer is whole
+                                (a sparse dump may lack rows); NULL: all are */
     int n_ctx;
 };
 
@@ -227,6 +232,16 @@ struct dv_replay_src {
  * DV_E_USAGE when the test backend cannot start a pass at a layer. */
 dv_status dv_patch(const struct dv_model *m, const struct dv_bisect_opts *o,
                    const struct dv_arith *ar, struct dv_bisect_result *r);
+
+/* The culprit's case into d (a dump, described, no pass written): passes
+ * 0..pass with the tokens of the schedule; at `pass` tensor `tensor`'s
+ * op inputs (the side that fed it) and its output as the test gave it
+ * (alone on src->alone, or the test dump's), before it the cache rows the
+ * op reads (KQ, KQV) or the embedding rows. `diverge bisect MODEL
+ * --test-dump` of it judges that op on those inputs again. */
+dv_status dv_replay_export(const struct dv_model *m, const struct dv_bisect_opts *o,
+                           int pass, int layer, int tensor, const struct dv_replay_src *src,
+                           dv_dump *d);
 
 /* op's three largest |y - r| over n values, located in op->iso's tensor. */
 void dv_replay_top_diffs(struct dv_replay_op *op, const struct dv_config *c, int pos0,

@@ -19,6 +19,7 @@
 
 #include "bisect.h"
 #include "cpu_ops.h"
+#include "diverge.h"
 #include "error.h"
 #include "gguf.h"
 #include "ops.h"
@@ -37,6 +38,7 @@ struct rp {
     int layer, pos0, T, n_ctx;
     const int32_t *tokens;
     const float *kc, *vc;
+    const bool *k_ok, *v_ok;
     float **r32;   /* [n] the reference's tensors as f32, made on demand */
 };
 
@@ -88,7 +90,8 @@ static dv_status op_call(struct rp *x, int out, struct dv_op_call *k, int in[2])
     if (k->op == DV_OP_ROPE) k->nh = lt == DV_LT_Q_ROPE ? c->n_head : c->n_head_kv;
     if (k->op == DV_OP_KQ || k->op == DV_OP_KQV) {
         const float *cache = k->op == DV_OP_KQ ? x->kc : x->vc;
-        if (!cache) return DV_E_INPUT; /* a dump without every earlier k_rope, v */
+        const bool *ok = k->op == DV_OP_KQ ? x->k_ok : x->v_ok;
+        if (!cache || (ok && !ok[L])) return DV_E_INPUT; /* a dump without its rows */
         k->past = cache + (size_t)L * (size_t)x->n_ctx * (size_t)kvd;
     }
     return DV_OK;
@@ -210,7 +213,7 @@ dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts 
                    .alone = src->alone, .ref_e = src->ref_e, .floor = src->floor,
                    .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
                    .T = ref->n_tokens, .n_ctx = src->n_ctx, .tokens = tokens, .kc = src->kc,
-                   .vc = src->vc};
+                   .vc = src->vc, .k_ok = src->k_ok, .v_ok = src->v_ok};
     const int first = layer >= 0 ? lt_index(&x, layer, 0) : gt_index(&x, 0);
     const int count = layer >= 0 ? DV_LT_COUNT : DV_GT_COUNT;
     x.r32 = calloc((size_t)ref->n, sizeof *x.r32);
@@ -238,5 +241,81 @@ dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts 
     }
     for (int i = 0; x.r32 && i < ref->n; i++) free(x.r32[i]);
     free(x.r32);
+    return st;
+}
+
+/* ---- a case: the culprit alone, as a dump -------------------------------------- */
+
+/* Tensor i of the pass (its name and shape from the reference's capture)
+ * into the open pass of d. */
+static dv_status put(dv_dump *d, const struct dv_captured *id, int64_t order, const float *v)
+{
+    return dv_dump_write(d, id->name, id->layer, dv_op_name(id->op), order, id->n_dims,
+                         id->shape, DV_DUMP_F32, v);
+}
+
+/* The cache rows of layer L at pass q (positions pos .. pos + T - 1) of
+ * the side that fed the ops, as its k_rope or v tensor of that pass. */
+static dv_status put_cache(dv_dump *d, const struct dv_config *c, const float *cache,
+                           int n_ctx, int L, int lt, int pos, int T)
+{
+    const int64_t kvd = c->n_head_kv * c->head_dim;
+    const int64_t shape[3] = {T, c->n_head_kv, c->head_dim};
+    const float *rows = cache + ((size_t)L * (size_t)n_ctx + (size_t)pos) * (size_t)kvd;
+    char name[48];
+    snprintf(name, sizeof name, "blk.%d.%s", L, dv_layer_tensor_name(lt));
+    return dv_dump_write(d, name, L, NULL, dv_tensor_index(L, lt), 3, shape, DV_DUMP_F32, rows);
+}
+
+dv_status dv_replay_export(const struct dv_model *m, const struct dv_bisect_opts *o,
+                           int pass, int layer, int tensor, const struct dv_replay_src *src,
+                           dv_dump *d)
+{
+    const struct dv_config *c = &m->cfg;
+    const struct dv_capture *ref = src->ref;
+    struct rp x = {.m = m, .c = c, .test = src->test, .ref = ref, .oracle = src->oracle,
+                   .alone = src->alone, .ref_e = src->ref_e, .floor = src->floor,
+                   .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
+                   .T = ref->n_tokens, .n_ctx = src->n_ctx, .kc = src->kc, .vc = src->vc};
+    x.r32 = calloc((size_t)ref->n, sizeof *x.r32);
+    const struct dv_captured *id = &ref->t[tensor];
+    float *y = malloc((size_t)(id->count ? id->count : 1) * sizeof *y);
+    dv_status st = x.r32 && y ? DV_OK : dv_fail(DV_E_NOMEM, "out of memory");
+    struct dv_op_call k;
+    int in[2] = {-1, -1};
+    int pos = 0;
+    for (int p = 0; p < pass; p++) pos += o->sched[p];
+    x.tokens = o->tokens + pos;
+    if (!st && (st = op_call(&x, tensor, &k, in)) == DV_E_INPUT)
+        st = dv_fail(DV_E_RUNTIME, "export of %s: an input is missing", id->name);
+    /* the op's output as the test gave it: alone on the test backend, or
+     * the dump's own */
+    if (!st && src->alone) st = dv_engine_run_op(src->alone, &k, y);
+    if (!st && !src->alone) memcpy(y, in32(&x, tensor), (size_t)id->count * sizeof *y);
+    const bool cache = k.op == DV_OP_KQ || k.op == DV_OP_KQV;
+    const int clt = k.op == DV_OP_KQ ? DV_LT_K_ROPE : DV_LT_V;
+    for (int p = 0, q0 = 0; !st && p <= pass; q0 += o->sched[p++]) {
+        st = dv_dump_begin_pass(d, p, q0, o->sched[p], o->tokens + q0);
+        if (!st && p < pass && cache) /* the earlier passes' rows of the cache */
+            st = put_cache(d, c, k.op == DV_OP_KQ ? src->kc : src->vc, src->n_ctx, layer, clt,
+                           q0, o->sched[p]);
+        if (!st && p < pass && !cache) { /* a pass holds a tensor: its embedding rows */
+            const struct dv_captured *e = &ref->t[0];
+            const int64_t shape[2] = {o->sched[p], c->d_model};
+            float *rows = malloc((size_t)(shape[0] * shape[1]) * sizeof *rows);
+            struct dv_op_call g = {.op = DV_OP_GET_ROWS, .layer = 0, .T = o->sched[p],
+                                   .pos0 = q0, .w = m->tok_embd, .ids = o->tokens + q0};
+            st = rows ? dv_engine_run_op(src->ref_e, &g, rows)
+                      : dv_fail(DV_E_NOMEM, "out of memory");
+            if (!st) st = dv_dump_write(d, e->name, 0, NULL, 0, 2, shape, DV_DUMP_F32, rows);
+            free(rows);
+        }
+        for (int j = 0; !st && p == pass && j < 2; j++)
+            if (in[j] >= 0) st = put(d, &ref->t[in[j]], in[j], in32(&x, in[j]));
+        if (!st && p == pass) st = put(d, id, tensor, y);
+        if (!st) st = dv_dump_end_pass(d);
+    }
+    for (int i = 0; x.r32 && i < ref->n; i++) free(x.r32[i]);
+    free(x.r32), free(y);
     return st;
 }

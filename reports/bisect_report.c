@@ -117,14 +117,14 @@ static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
             "amplif.", "role");
     for (int k = 0; k < r->n_ops; k++) {
         const struct dv_replay_op *op = &r->ops[k];
-        char ae[32] = "-", ar[32] = "-", fe[32], ie[32] = "-", am[32];
-        if (op->role != DV_ROLE_NONE) {
+        char ae[32] = "-", ar[32] = "-", fe[32] = "-", ie[32] = "-", am[32] = "-";
+        if (op->role != DV_ROLE_NONE && op->role != DV_ROLE_UNDUMPED) {
             fmt_num(ae, sizeof ae, dv_metrics_rel_rms(&op->iso.m));
             fmt_num(ar, sizeof ar, op->iso.ratio);
             fmt_num(ie, sizeof ie, op->in_err);
         }
-        fmt_num(fe, sizeof fe, dv_metrics_rel_rms(&op->full.m));
-        fmt_num(am, sizeof am, op->amp);
+        if (op->full.m.n) fmt_num(fe, sizeof fe, dv_metrics_rel_rms(&op->full.m));
+        if (op->role != DV_ROLE_UNDUMPED) fmt_num(am, sizeof am, op->amp);
         const bool hot = op->role == DV_ROLE_CULPRIT || op->role == DV_ROLE_ALSO;
         fprintf(f, "  %-20s %-8s %10s %s%9s%s %10s %10s %9s  %s%s%s\n", op->name, op->op, ae,
                 hot ? DV_TERM_RED(color) : "", ar, hot ? DV_TERM_RESET(color) : "", fe, ie, am,
@@ -214,6 +214,10 @@ int dv_bisect_report_text(FILE *f, const struct dv_bisect_header *h,
         if (r->split_run) split_line(f, r, (int)h->m->cfg.n_layer);
     }
     if (r->patch_run) patch_table(f, r);
+    if (r->case_path[0])
+        fprintf(f, "\ncase     %s: %s alone, its inputs and its output as the test gave it; "
+                "judge it again with diverge bisect %s --test-dump %s\n", r->case_path,
+                r->ops[r->culprit].name, h->model_path, r->case_path);
     if (r->n_all || (r->first_pass >= 0 && h->o->all_culprits)) {
         fprintf(f, "\nall culprits (every op that diverges alone, first pass each%s): %d\n",
                 r->all_truncated ? "; the first ones" : "", r->n_all);
@@ -331,6 +335,7 @@ int dv_bisect_report_json(FILE *f, const struct dv_bisect_header *h,
                                               r->all[k].op, "rel_err", dv_jnum(r->all[k].rel),
                                               "ratio", dv_jnum(r->all[k].ratio)));
     json_object_set_new(root, "all_culprits", h->o->all_culprits ? all : json_null());
+    json_object_set_new(root, "case", r->case_path[0] ? json_string(r->case_path) : json_null());
     if (!h->o->all_culprits) json_decref(all);
     if (r->patch_run) {
         json_t *fl = json_array();

@@ -172,6 +172,17 @@ ok "no flips" grep -q "0 positions flip top-1" "$T/out"
 expect 2 "--patch with llama.cpp" -- "$D" bisect "$T/tiny-f32.gguf" --test llama.cpp:CPU --patch
 ok "says why" grep -q "^diverge bisect: --patch needs a live test backend" "$T/err"
 
+# --export-case: the culprit alone as a dump of its inputs and output; the
+# command it writes judges that op again and names it
+expect 1 "--export-case" -- "$D" bisect "$T/small-q6_k.gguf" --inject kv-stale@2 \
+    --no-layer-split --export-case "$T/case"
+ok "the report names the case" grep -q "^case     $T/case/case.h5: blk.2.kq alone" "$T/out"
+ok "the command" test "$(cat "$T/case/command")" = \
+    "diverge bisect $T/small-q6_k.gguf --test-dump $T/case/case.h5"
+expect 1 "the case replays" -- "$D" bisect "$T/small-q6_k.gguf" --test-dump "$T/case/case.h5"
+ok "its culprit is blk.2.kq" grep -qE "^  blk\.2\.kq +kq .* culprit$" "$T/out"
+ok "at the same pass" grep -q "^first divergence (where it shows): pass 1 (pos0 6, 5 tokens), blk.2.kq (kq)" "$T/out"
+
 # --all-culprits runs every pass: kv-stale@2's K cache shows in kq and
 # attn_out of layer 2 alone, and nothing else diverges alone
 expect 1 "--all-culprits" -- "$D" bisect "$T/small-q6_k.gguf" --inject kv-stale@2 \

@@ -178,6 +178,10 @@ DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/mini.gguf" llama.cpp:CPU "$T/mini-
 expect 1 "bisect --test-dump of a wrong RoPE base" -- "$D" bisect "$T/mini.gguf" \
     --test-dump "$T/mini-rope.h5"
 ok "the culprit is blk.0.q_rope" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
+expect 1 "--export-case from the llama.cpp dump" -- "$D" bisect "$T/mini.gguf" \
+    --test-dump "$T/mini-rope.h5" --export-case "$T/rcase"
+expect 1 "the case replays alone" -- "$D" bisect "$T/mini.gguf" --test-dump "$T/rcase/case.h5"
+ok "and names blk.0.q_rope" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
 ok "it starts there" bash -c "tr -s ' \n' ' ' <'$T/out' | grep -q 'starts there: the op is not what its own inputs in the dump give'"
 # a wrong RoPE base: the first divergence is the first rope tensor
 DIVERGE_LLAMA_CPP_ROPE_BASE=5000 run_dump "$T/tiny-f32.gguf" llama.cpp:CPU "$T/rope.h5"
