@@ -32,8 +32,8 @@ static double now_s(void)
 const char *dv_replay_role_name(int role)
 {
     static const char *names[] = {"view", "ok", "culprit", "diverges alone too",
-                                  "propagated", "not dumped"};
-    return role >= 0 && role <= DV_ROLE_UNDUMPED ? names[role] : "?";
+                                  "propagated", "not dumped", "not replayed"};
+    return role >= 0 && role <= DV_ROLE_NOREPLAY ? names[role] : "?";
 }
 
 /* ---- capturing a pass ------------------------------------------------------ */
@@ -405,8 +405,11 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
         PUT("the first pass (pos0 0, no past tokens) already diverges. ");
     const struct dv_cmp_row *f = &r->first;
     PUT("It shows at %s (%s)", f->name, f->op);
-    int undumped = 0;
-    for (int k = 0; k < r->n_ops; k++) undumped += r->ops[k].role == DV_ROLE_UNDUMPED;
+    int undumped = 0, noreplay = 0;
+    for (int k = 0; k < r->n_ops; k++) {
+        undumped += r->ops[k].role == DV_ROLE_UNDUMPED;
+        noreplay += r->ops[k].role == DV_ROLE_NOREPLAY;
+    }
     if (r->culprit >= 0) {
         const struct dv_replay_op *c = &r->ops[r->culprit];
         const bool same = !strcmp(c->name, f->name);
@@ -419,10 +422,12 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
                           "dump the layer's tensors to name the op)"
                         : dv_op_hint(dv_op_from_name(c->op)));
         if (!same) PUT(" It starts at %s (%s).", c->name, c->op);
+        if (r->test_kind == DV_BACKEND_LLAMA_CPP && !r->from_dump)
+            PUT(" ggml: %s.", dv_op_ggml(dv_op_from_name(c->op)));
         if (!strcmp(c->op, "matmul") || !strcmp(c->op, "get_rows"))
             PUT(" Weights: %s.", dv_type_name(r->wtype));
     } else if (!r->replayable) {
-        PUT(". The op is not isolated: diverge has no single-op entry for %s yet, so the "
+        PUT(". The op is not isolated: diverge has no single-op entry for %s, so the "
             "tensor where the error first shows is as far as a live bisect gets; bisect a "
             "dump of the same run (diverge run --dump, then bisect --test-dump) to name the "
             "op from the dump's own inputs.", dv_backend_name(r->test_kind));
@@ -437,6 +442,9 @@ static void build_verdict(const struct dv_model *m, struct dv_bisect_result *r)
             r->from_dump ? "its own inputs in the dump" : "the reference's inputs");
         if (undumped) PUT(" %d of its ops could not be judged: the dump lacks their output "
                           "or an input.", undumped);
+        if (noreplay) PUT(" %d of its ops (the attention products) do not run alone on %s "
+                          "yet: a dump of the run, bisected with --test-dump, judges them.",
+                          noreplay, dv_backend_name(r->test_kind));
     } else {
         PUT(".");
     }
@@ -682,6 +690,7 @@ static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bis
         .oracle = o->oracle >= 0 ? &rs->sd[SIDE_ORACLE].cap : NULL,
         .alone = live ? rs->sd[SIDE_TEST].e : NULL, .ref_e = rs->sd[SIDE_REF].e,
         .floor = o->oracle >= 0 ? rs->sd[SIDE_ORACLE].e : NULL,
+        .exact = rs->sd[SIDE_EXACT].kind >= 0 ? rs->sd[SIDE_EXACT].e : NULL,
         .kc = live ? rs->kc : rs->tkc, .vc = live ? rs->vc : rs->tvc,
         .k_ok = live ? NULL : rs->tk_ok, .v_ok = live ? NULL : rs->tv_ok, .n_ctx = o->n_tokens};
     return dv_replay_layer(m, o, o->tokens + pos, layer, &src, r);
@@ -701,7 +710,8 @@ static dv_status starts(const struct dv_model *m, const struct dv_bisect_opts *o
     dv_status st = replay_pass_layer(m, o, rs, pos, r->replay_layer, r);
     bool judged = false;
     for (int k = 0; k < r->n_ops; k++)
-        judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE;
+        judged |= r->ops[k].role != DV_ROLE_UNDUMPED && r->ops[k].role != DV_ROLE_NONE &&
+                  r->ops[k].role != DV_ROLE_NOREPLAY;
     if (!st && o->test_dump && !judged) st = by_layer(m, o, rs->ar, rs, rs->max_t, r);
     r->replay_s += now_s() - t1;
     return st;
@@ -987,7 +997,8 @@ dv_status dv_bisect(const struct dv_model *m, const struct dv_bisect_opts *o,
         dv_status c = side_close(&rs.sd[k], keep);
         if (!st) st = c;
     }
-    if (!st && r->first_pass >= 0 && o->layer_split && r->replayable && !o->test_dump) {
+    if (!st && r->first_pass >= 0 && o->layer_split && r->replayable && !o->test_dump &&
+        o->test == DV_BACKEND_VULKAN) {
         const double t2 = now_s();
         r->split_run = true;
         struct split_ctx x = {.m = m, .o = o, .n_pass = r->n_run, .ref_logits = rs.logits[0],

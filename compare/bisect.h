@@ -85,6 +85,7 @@ enum dv_replay_role {
     DV_ROLE_ALSO,       /* diverges alone too, after the culprit */
     DV_ROLE_PROPAGATED, /* diverges in the full run only: its inputs did */
     DV_ROLE_UNDUMPED,   /* a test dump lacks the op's output or an input */
+    DV_ROLE_NOREPLAY,   /* the test backend cannot run this op alone */
 };
 
 /* One op of the replayed layer. */
@@ -219,6 +220,10 @@ struct dv_replay_src {
      * tensors and cache. `floor` (the oracle engine, NULL without) runs the
      * same op for the noise floor. */
     struct dv_engine *alone, *ref_e, *floor;
+    /* the exact cpu-f64 engine beside a reference that emulates declared
+     * arithmetic (its share widens each op's limit, as in the live run), or
+     * NULL */
+    struct dv_engine *exact;
     /* the cache of every layer [n_layer, n_ctx, kvd] (f32) of the side
      * that feeds the ops, positions < pos0 from earlier passes */
     const float *kc, *vc;

@@ -7,15 +7,25 @@
 #include "model.h"
 
 static const char *const op_names[DV_OP_COUNT] = {
-#define DV_X(e, s, hint) [DV_OP_##e] = s,
+#define DV_X(e, s, hint, ggml) [DV_OP_##e] = s,
     DV_OP_LIST(DV_X)
 #undef DV_X
 };
 static const char *const op_hints[DV_OP_COUNT] = {
-#define DV_X(e, s, hint) [DV_OP_##e] = hint,
+#define DV_X(e, s, hint, ggml) [DV_OP_##e] = hint,
     DV_OP_LIST(DV_X)
 #undef DV_X
 };
+static const char *const op_ggml[DV_OP_COUNT] = {
+#define DV_X(e, s, hint, ggml) [DV_OP_##e] = ggml,
+    DV_OP_LIST(DV_X)
+#undef DV_X
+};
+
+const char *dv_op_ggml(int op)
+{
+    return (op >= 0 && op < DV_OP_COUNT) ? op_ggml[op] : "?";
+}
 
 const char *dv_op_hint(int op)
 {

@@ -16,24 +16,28 @@
 
 #include <stdint.h>
 
-/* What each op computes, and where to look when it diverges alone (the
- * verdict's hint).
- *        enum      name        hint */
+/* Each op, where to look when it diverges alone (the verdict's hint) and
+ * the ggml ops llama.cpp's graph computes it with (llama_cpp.c builds the
+ * same ones for an op alone).
+ *        enum      name        hint; ggml */
 #define DV_OP_LIST(X)                                                                    \
-    X(GET_ROWS, "get_rows", "the embedding rows are dequantized wrongly")               \
-    X(VIEW, "view", "no computation: a tensor seen again")                              \
-    X(RMSNORM, "rmsnorm", "the norm: its eps, its mean or its weight")                  \
-    X(MATMUL, "matmul", "the matrix product: its dequantization, tiling or accumulation") \
-    X(ROPE, "rope", "RoPE: the pairing of dimensions, the angles or the theta base")    \
+    X(GET_ROWS, "get_rows", "the embedding rows are dequantized wrongly", "GET_ROWS")   \
+    X(VIEW, "view", "no computation: a tensor seen again", "VIEW")                      \
+    X(RMSNORM, "rmsnorm", "the norm: its eps, its mean or its weight", "RMS_NORM, MUL") \
+    X(MATMUL, "matmul", "the matrix product: its dequantization, tiling or accumulation", \
+      "MUL_MAT")                                                                        \
+    X(ROPE, "rope", "RoPE: the pairing of dimensions, the angles or the theta base",    \
+      "ROPE")                                                                           \
     X(KQ, "kq", "the attention scores: the causal mask, the 1/sqrt(head_dim) scale, "   \
-                "the kv head map or the K cache")                                       \
-    X(SOFTMAX, "softmax", "the softmax: its max, sum or normalization")                 \
-    X(KQV, "kqv", "probabilities times V: the kv head map or the V cache")              \
-    X(ADD, "add", "the residual add")                                                   \
-    X(SILU_MUL, "silu_mul", "silu(gate) * up")
+                "the kv head map or the K cache", "MUL_MAT of the K cache view and q")  \
+    X(SOFTMAX, "softmax", "the softmax: its max, sum or normalization", "SOFT_MAX")     \
+    X(KQV, "kqv", "probabilities times V: the kv head map or the V cache",              \
+      "MUL_MAT of the V cache view and the probabilities")                              \
+    X(ADD, "add", "the residual add", "ADD")                                            \
+    X(SILU_MUL, "silu_mul", "silu(gate) * up", "GLU (swiglu)")
 
 enum dv_op {
-#define DV_X(e, s, hint) DV_OP_##e,
+#define DV_X(e, s, hint, ggml) DV_OP_##e,
     DV_OP_LIST(DV_X)
 #undef DV_X
     DV_OP_COUNT
@@ -45,6 +49,8 @@ const char *dv_op_name(int op);
 int dv_op_from_name(const char *s);
 /* Where to look when op diverges alone; "this op" out of range. */
 const char *dv_op_hint(int op);
+/* The ggml ops llama.cpp computes op with ("MUL_MAT"); "?" out of range. */
+const char *dv_op_ggml(int op);
 
 /* Shape kinds of the named tensors (T = tokens of the pass, d = model width,
  * H/Hkv = heads, hd = head dim, n_kv = pos0 + T, V = vocab, F = ffn width). */

@@ -50,6 +50,7 @@ struct lcpp {
     bool on_cpu;
     bool vk_cpu;  /* a CPU-type Vulkan device (lavapipe), as far as known */
     bool cpu_amx; /* ggml's CPU backend has AMX (cpu_has_amx) */
+    ggml_backend_t op_be; /* the device's backend for ops alone (lc_run_op), or NULL */
     int n_batch, n_cached, n_gpu_layers, n_threads, type_kv;
     bool flash, v_rot;
     double rope_base; /* > 0: overridden (test hook) */
@@ -188,6 +189,7 @@ static void lc_free(void *impl)
 {
     struct lcpp *s = impl;
     if (!s) return;
+    if (s->op_be) s->a->ggml_backend_free(s->op_be);
     if (s->batch.token) s->a->llama_batch_free(s->batch);
     if (s->ctx) s->a->llama_free(s->ctx);
     if (s->model) s->a->llama_model_free(s->model);
@@ -630,6 +632,113 @@ static void lc_arith(void *impl, struct dv_arith *a)
     }
 }
 
+/* ---- one op alone: a one-op ggml graph on the run's device ---------------- */
+
+/* A tensor of ctx: type t, ggml's ne (innermost first). */
+static struct ggml_tensor *lc_tensor(const struct dv_llama_api *a, struct ggml_context *ctx,
+                                     int t, int n, int64_t ne0, int64_t ne1, int64_t ne2)
+{
+    const int64_t ne[3] = {ne0, ne1, ne2};
+    return a->ggml_new_tensor(ctx, (enum ggml_type)t, n, ne);
+}
+
+/* Op k alone on the ggml device the run uses, as llama.cpp's graph builds
+ * it (llama-graph.cpp, the llama models): rms_norm times the norm weight,
+ * mul_mat of the model's weight in its own type (a copy of the GGUF
+ * bytes, in a plain device buffer: no repacked layout), rope_ext with the
+ * model's RoPE parameters (and the test hook's base), soft_max_ext of the
+ * scaled, masked scores, add, swiglu_split, get_rows. The attention
+ * products need the cache's views as llama.cpp makes them: not built
+ * (DV_E_USAGE, the op is not replayed). */
+static dv_status lc_run_op(void *impl, const struct dv_op_call *k, void *out)
+{
+    struct lcpp *s = impl;
+    const struct dv_llama_api *a = s->a;
+    const struct dv_config *c = s->c;
+    const int64_t T = k->T, H = c->n_head, hd = c->head_dim, n_kv = (int64_t)k->pos0 + k->T;
+    const struct dv_gguf_tensor *w = k->w;
+    if (k->op == DV_OP_KQ || k->op == DV_OP_KQV || k->op == DV_OP_VIEW ||
+        k->op < 0 || k->op >= DV_OP_COUNT)
+        return dv_fail(DV_E_USAGE, "llama.cpp: %s alone is not built yet", dv_op_name(k->op));
+    if (!s->op_be && !(s->op_be = a->ggml_backend_dev_init(s->dev, NULL)))
+        return dv_fail(DV_E_DEVICE, "llama.cpp: cannot start %s for an op alone", s->device);
+    struct ggml_init_params ip = {.mem_size = 16 * a->ggml_tensor_overhead() +
+                                              a->ggml_graph_overhead(),
+                                  .mem_buffer = NULL, .no_alloc = true};
+    struct ggml_context *ctx = a->ggml_init(ip);
+    if (!ctx) return dv_fail(DV_E_NOMEM, "llama.cpp: no ggml context");
+    struct ggml_tensor *in[3] = {NULL, NULL, NULL}, *y = NULL;
+    const void *data[3] = {k->a, k->b, NULL};
+    int32_t *pos = NULL;
+    switch ((enum dv_op)k->op) {
+    case DV_OP_GET_ROWS:
+        in[0] = lc_tensor(a, ctx, w->type, 2, w->ne[0], w->ne[1], 1);
+        in[1] = lc_tensor(a, ctx, GGML_TYPE_I32, 1, T, 1, 1);
+        data[0] = w->data, data[1] = k->ids;
+        y = a->ggml_get_rows(ctx, in[0], in[1]);
+        break;
+    case DV_OP_RMSNORM:
+        in[0] = lc_tensor(a, ctx, GGML_TYPE_F32, 2, k->n, T, 1);
+        in[1] = lc_tensor(a, ctx, w->type, 1, w->ne[0], 1, 1);
+        data[1] = w->data;
+        y = a->ggml_mul(ctx, a->ggml_rms_norm(ctx, in[0], c->rms_eps), in[1]);
+        break;
+    case DV_OP_MATMUL:
+        in[0] = lc_tensor(a, ctx, w->type, 2, w->ne[0], w->ne[1], 1);
+        in[1] = lc_tensor(a, ctx, GGML_TYPE_F32, 2, w->ne[0], T, 1);
+        data[0] = w->data, data[1] = k->a;
+        y = a->ggml_mul_mat(ctx, in[0], in[1]);
+        break;
+    case DV_OP_ROPE:
+        in[0] = lc_tensor(a, ctx, GGML_TYPE_F32, 3, hd, k->nh, T);
+        in[1] = lc_tensor(a, ctx, GGML_TYPE_I32, 1, T, 1, 1);
+        if (!(pos = malloc((size_t)T * sizeof *pos))) break;
+        for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(k->pos0 + t);
+        data[1] = pos;
+        y = a->ggml_rope_ext(ctx, in[0], in[1], NULL, (int)c->n_rot,
+                             c->rope_mode == DV_ROPE_NEOX ? GGML_ROPE_TYPE_NEOX : 0,
+                             (int)c->n_ctx_train,
+                             (float)(s->rope_base > 0 ? s->rope_base : c->rope_base), 1.0f,
+                             0.0f, 1.0f, 32.0f, 1.0f);
+        break;
+    case DV_OP_SOFTMAX:
+        in[0] = lc_tensor(a, ctx, GGML_TYPE_F32, 3, n_kv, T, H);
+        y = a->ggml_soft_max_ext(ctx, in[0], NULL, 1.0f, 0.0f);
+        break;
+    case DV_OP_ADD:
+    case DV_OP_SILU_MUL:
+        in[0] = lc_tensor(a, ctx, GGML_TYPE_F32, 1, k->n, 1, 1);
+        in[1] = lc_tensor(a, ctx, GGML_TYPE_F32, 1, k->n, 1, 1);
+        y = k->op == DV_OP_ADD ? a->ggml_add(ctx, in[0], in[1])
+                               : a->ggml_swiglu_split(ctx, in[0], in[1]);
+        break;
+    case DV_OP_KQ:
+    case DV_OP_KQV:
+    case DV_OP_VIEW:
+    case DV_OP_COUNT:
+        break;
+    }
+    dv_status st = y ? DV_OK : dv_fail(DV_E_NOMEM, "llama.cpp: cannot build op %s",
+                                       dv_op_name(k->op));
+    struct ggml_cgraph *gf = y ? a->ggml_new_graph(ctx) : NULL;
+    ggml_backend_buffer_t buf = NULL;
+    if (!st && gf) {
+        a->ggml_build_forward_expand(gf, y);
+        if (!(buf = a->ggml_backend_alloc_ctx_tensors(ctx, s->op_be)))
+            st = dv_fail(DV_E_NOMEM, "llama.cpp: cannot allocate op %s", dv_op_name(k->op));
+    }
+    for (int i = 0; !st && i < 3 && in[i]; i++)
+        a->ggml_backend_tensor_set(in[i], data[i], 0, a->ggml_nbytes(in[i]));
+    if (!st && a->ggml_backend_graph_compute(s->op_be, gf) != GGML_STATUS_SUCCESS)
+        st = dv_fail(DV_E_DEVICE, "llama.cpp: op %s failed on %s", dv_op_name(k->op),
+                     s->device);
+    if (!st) a->ggml_backend_tensor_get(y, out, 0, a->ggml_nbytes(y));
+    if (buf) a->ggml_backend_buffer_free(buf);
+    a->ggml_free(ctx);
+    free(pos);
+    return st;
+}
+
 static const struct dv_backend_attr *lc_attrs(void *impl, int *n)
 {
     struct lcpp *s = impl;
@@ -647,4 +756,5 @@ const struct dv_backend dv_backend_llama_cpp = {
     .describe = lc_describe,
     .attrs = lc_attrs,
     .arith = lc_arith,
+    .run_op = lc_run_op,
 };

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "diverge.h"
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "llama.h"
@@ -37,7 +38,15 @@
     X(ggml_backend_dev_description) X(ggml_backend_dev_type)                   \
     X(ggml_backend_dev_backend_reg) X(ggml_backend_reg_name)                   \
     X(ggml_backend_reg_get_proc_address)                                       \
-    X(ggml_backend_tensor_get)
+    X(ggml_backend_tensor_get)                                                 \
+    /* one op alone (llama_cpp.c, lc_run_op) */                                \
+    X(ggml_init) X(ggml_free) X(ggml_tensor_overhead) X(ggml_graph_overhead)   \
+    X(ggml_new_tensor) X(ggml_get_rows) X(ggml_rms_norm) X(ggml_mul)           \
+    X(ggml_mul_mat) X(ggml_rope_ext) X(ggml_soft_max_ext) X(ggml_add)          \
+    X(ggml_swiglu_split) X(ggml_new_graph) X(ggml_build_forward_expand)        \
+    X(ggml_backend_dev_init) X(ggml_backend_free)                              \
+    X(ggml_backend_alloc_ctx_tensors) X(ggml_backend_buffer_free)              \
+    X(ggml_backend_tensor_set) X(ggml_backend_graph_compute)
 
 #define DV_LLAMA_MAX_VK 16
 

@@ -73,7 +73,7 @@ static const struct {
  * (K_<op> undeclared) fails the build. A view computes nothing. */
 #define K_VIEW K_COUNT
 static const int op_kernel[DV_OP_COUNT] __attribute__((unused)) = {
-#define DV_X(e, s, hint) [DV_OP_##e] = K_##e,
+#define DV_X(e, s, hint, ggml) [DV_OP_##e] = K_##e,
     DV_OP_LIST(DV_X)
 #undef DV_X
 };

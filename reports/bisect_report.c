@@ -118,13 +118,15 @@ static void replay_table(FILE *f, const struct dv_bisect_result *r, bool color)
     for (int k = 0; k < r->n_ops; k++) {
         const struct dv_replay_op *op = &r->ops[k];
         char ae[32] = "-", ar[32] = "-", fe[32] = "-", ie[32] = "-", am[32] = "-";
-        if (op->role != DV_ROLE_NONE && op->role != DV_ROLE_UNDUMPED) {
+        if (op->role != DV_ROLE_NONE && op->role != DV_ROLE_UNDUMPED &&
+            op->role != DV_ROLE_NOREPLAY) {
             fmt_num(ae, sizeof ae, dv_metrics_rel_rms(&op->iso.m));
             fmt_num(ar, sizeof ar, op->iso.ratio);
             fmt_num(ie, sizeof ie, op->in_err);
         }
         if (op->full.m.n) fmt_num(fe, sizeof fe, dv_metrics_rel_rms(&op->full.m));
-        if (op->role != DV_ROLE_UNDUMPED) fmt_num(am, sizeof am, op->amp);
+        if (op->role != DV_ROLE_UNDUMPED && op->role != DV_ROLE_NOREPLAY)
+            fmt_num(am, sizeof am, op->amp);
         const bool hot = op->role == DV_ROLE_CULPRIT || op->role == DV_ROLE_ALSO;
         fprintf(f, "  %-20s %-8s %10s %s%9s%s %10s %10s %9s  %s%s%s\n", op->name, op->op, ae,
                 hot ? DV_TERM_RED(color) : "", ar, hot ? DV_TERM_RESET(color) : "", fe, ie, am,

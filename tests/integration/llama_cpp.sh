@@ -165,7 +165,20 @@ expect 1 "bisect: a wrong RoPE base" -- env DIVERGE_LLAMA_CPP_ROPE_BASE=5000 "$D
     "$T/tiny-q8_0.gguf" --test llama.cpp:CPU
 ok "bisect: at blk.0.q_rope" grep -q "It shows" "$T/out"
 ok "bisect: names the tensor" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'at blk.0.q_rope (rope)'"
-ok "bisect: says the op is not isolated" bash -c "tr '\n' ' ' < '$T/out' | grep -q 'The op is not isolated'"
+ok "bisect: replays the op alone on llama.cpp" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
+ok "bisect: names the ggml op" bash -c "tr -s ' \n' ' ' < '$T/out' | grep -q 'starts there: the op diverges alone on the test backend with the reference.s inputs .* ggml: ROPE'"
+ok "bisect: the attention products are not replayed" grep -qE "^  blk\.0\.kq +kq .* not replayed$" "$T/out"
+for dev in CPU Vulkan0; do
+    expect 1 "bisect llama.cpp:$dev with a wrong RoPE base, --export-case" -- env \
+        DIVERGE_LLAMA_CPP_ROPE_BASE=5000 "$D" bisect "$T/mini.gguf" --test "llama.cpp:$dev" \
+        --export-case "$T/lcase-$dev"
+    ok "$dev: the culprit is blk.0.q_rope" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
+    ok "$dev: no other op of layer 0 diverges alone before it" \
+        bash -c "! grep -qE '^  blk\.0\.(attn_norm|q|k|v) .* (culprit|diverges alone too)$' '$T/out'"
+    expect 1 "$dev: the case replays alone" -- "$D" bisect "$T/mini.gguf" \
+        --test-dump "$T/lcase-$dev/case.h5"
+    ok "$dev: the case names blk.0.q_rope" grep -qE "^  blk\.0\.q_rope +rope .* culprit$" "$T/out"
+done
 expect 2 "bisect: --test llama.cpp:Nope" -- "$D" bisect "$T/tiny-q8_0.gguf" --test llama.cpp:Nope
 # attribution from llama.cpp's dumps alone: the clean CPU (f16 cache) and
 # Vulkan dumps of mini-llama are clean under the arithmetic they declare;
