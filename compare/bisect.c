@@ -80,6 +80,19 @@ static bool tap_want(void *u, const struct dv_tensor_desc *d)
     return true;
 }
 
+/* A malloc'd copy of a handed-over tensor's values; *count gets their
+ * number. NULL when out of memory. */
+static void *copy_values(const struct dv_tensor_desc *d, const void *data, int64_t *count)
+{
+    int64_t n = 1;
+    for (int i = 0; i < d->n_dims; i++) n *= d->shape[i];
+    const size_t bytes = (size_t)n * (d->type == DV_TYPE_F64 ? 8 : 4);
+    void *v = malloc(bytes ? bytes : 1);
+    if (v) memcpy(v, data, bytes);
+    *count = n;
+    return v;
+}
+
 static dv_status tap_take(void *u, const struct dv_tensor_desc *d, const void *data)
 {
     struct tap *t = u;
@@ -87,12 +100,9 @@ static dv_status tap_take(void *u, const struct dv_tensor_desc *d, const void *d
     if (d->order < 0 || d->order >= c->n)
         return dv_fail(DV_E_RUNTIME, "tensor %s at order %d of %d", d->name, d->order, c->n);
     struct dv_captured *x = &c->t[d->order];
-    int64_t count = 1;
-    for (int i = 0; i < d->n_dims; i++) count *= d->shape[i];
-    const size_t bytes = (size_t)count * (d->type == DV_TYPE_F64 ? 8 : 4);
+    int64_t count;
     free(x->data);
-    if (!(x->data = malloc(bytes ? bytes : 1))) return dv_fail(DV_E_NOMEM, "out of memory");
-    memcpy(x->data, data, bytes);
+    if (!(x->data = copy_values(d, data, &count))) return dv_fail(DV_E_NOMEM, "out of memory");
     snprintf(x->name, sizeof x->name, "%s", d->name);
     x->layer = d->layer;
     x->op = d->op;
@@ -565,12 +575,9 @@ static bool one_want(void *u, const struct dv_tensor_desc *d)
 static dv_status one_take(void *u, const struct dv_tensor_desc *d, const void *data)
 {
     struct one *o = u;
-    int64_t n = 1;
-    for (int i = 0; i < d->n_dims; i++) n *= d->shape[i];
-    const size_t bytes = (size_t)n * (d->type == DV_TYPE_F64 ? 8 : 4);
+    int64_t n;
     free(o->data);
-    if (!(o->data = malloc(bytes ? bytes : 1))) return dv_fail(DV_E_NOMEM, "out of memory");
-    memcpy(o->data, data, bytes);
+    if (!(o->data = copy_values(d, data, &n))) return dv_fail(DV_E_NOMEM, "out of memory");
     o->type = d->type;
     return DV_OK;
 }
@@ -680,12 +687,12 @@ static dv_status by_layer(const struct dv_model *m, const struct dv_bisect_opts 
 
 /* The ops of layer `layer` of the pass just run, replayed (a live test)
  * or judged on the dump's own inputs, into r's ops. */
-static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
-                                   struct run_state *rs, int pos, int layer,
-                                   struct dv_bisect_result *r)
+/* What feeds and judges the ops of the pass just run (bisect.h): the
+ * reference's tensors and cache for a live test, the dump's own for a dump. */
+static struct dv_replay_src replay_src(const struct dv_bisect_opts *o, struct run_state *rs)
 {
     const bool live = !o->test_dump;
-    const struct dv_replay_src src = {
+    return (struct dv_replay_src){
         .test = &rs->sd[SIDE_TEST].cap, .ref = &rs->sd[SIDE_REF].cap,
         .oracle = o->oracle >= 0 ? &rs->sd[SIDE_ORACLE].cap : NULL,
         .alone = live ? rs->sd[SIDE_TEST].e : NULL, .ref_e = rs->sd[SIDE_REF].e,
@@ -693,6 +700,13 @@ static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bis
         .exact = rs->sd[SIDE_EXACT].kind >= 0 ? rs->sd[SIDE_EXACT].e : NULL,
         .kc = live ? rs->kc : rs->tkc, .vc = live ? rs->vc : rs->tvc,
         .k_ok = live ? NULL : rs->tk_ok, .v_ok = live ? NULL : rs->tv_ok, .n_ctx = o->n_tokens};
+}
+
+static dv_status replay_pass_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
+                                   struct run_state *rs, int pos, int layer,
+                                   struct dv_bisect_result *r)
+{
+    const struct dv_replay_src src = replay_src(o, rs);
     return dv_replay_layer(m, o, o->tokens + pos, layer, &src, r);
 }
 
@@ -738,11 +752,7 @@ static dv_status export_case(const struct dv_model *m, const struct dv_bisect_op
     if (!st && o->guard) o->guard(dv_dump_temp_path(d));
     if (!st) st = dv_dump_describe(d, m, device, driver, r->inject, rs->ar);
     if (!st) st = dv_dump_set_str(d, "case_op", r->ops[r->culprit].name);
-    const bool live = !o->test_dump;
-    const struct dv_replay_src src = {
-        .test = &rs->sd[SIDE_TEST].cap, .ref = &rs->sd[SIDE_REF].cap,
-        .alone = live ? t->e : NULL, .ref_e = rs->sd[SIDE_REF].e,
-        .kc = live ? rs->kc : rs->tkc, .vc = live ? rs->vc : rs->tvc, .n_ctx = o->n_tokens};
+    const struct dv_replay_src src = replay_src(o, rs);
     int idx = -1;
     for (int i = 0; i < rs->sd[SIDE_REF].cap.n; i++)
         if (!strcmp(rs->sd[SIDE_REF].cap.t[i].name, r->ops[r->culprit].name)) idx = i;

@@ -184,12 +184,12 @@ static dv_status replay_op(struct rp *x, const struct dv_bisect_opts *o, int i, 
     if (!st && dv_op_call_count(x->c, &k) != r->count)
         st = dv_fail(DV_E_RUNTIME, "replay of %s: %lld values, the op makes %lld", r->name,
                      (long long)r->count, (long long)dv_op_call_count(x->c, &k));
-    if (!st) st = dv_engine_run_op(dump ? x->ref_e : x->alone, &k, buf);
-    if (st == DV_E_USAGE && !dump) { /* the test backend has no such op alone */
+    if (!st && !dump && !dv_engine_has_op(x->alone, k.op)) { /* no such op alone */
         op->role = DV_ROLE_NOREPLAY;
         free(buf), free(z);
         return DV_OK;
     }
+    if (!st) st = dv_engine_run_op(dump ? x->ref_e : x->alone, &k, buf);
     if (!st && z) st = dv_engine_run_op(x->floor, &k, z);
     double e_decl = -1; /* the declared arithmetic's share: rf against the exact op */
     if (!st && x->exact) {
@@ -224,17 +224,25 @@ static dv_status replay_op(struct rp *x, const struct dv_bisect_opts *o, int i, 
     return st;
 }
 
+/* The replay state of layer `layer` of the pass src holds. */
+static struct rp rp_of(const struct dv_model *m, const struct dv_replay_src *src, int layer,
+                       const int32_t *tokens)
+{
+    const struct dv_capture *ref = src->ref;
+    return (struct rp){.m = m, .c = &m->cfg, .test = src->test, .ref = ref,
+                       .oracle = src->oracle, .alone = src->alone, .ref_e = src->ref_e,
+                       .floor = src->floor, .exact = src->exact,
+                       .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
+                       .T = ref->n_tokens, .n_ctx = src->n_ctx, .tokens = tokens,
+                       .kc = src->kc, .vc = src->vc, .k_ok = src->k_ok, .v_ok = src->v_ok};
+}
+
 dv_status dv_replay_layer(const struct dv_model *m, const struct dv_bisect_opts *o,
                           const int32_t *tokens, int layer, const struct dv_replay_src *src,
                           struct dv_bisect_result *r)
 {
     const struct dv_capture *ref = src->ref;
-    struct rp x = {.m = m, .c = &m->cfg, .test = src->test, .ref = ref, .oracle = src->oracle,
-                   .alone = src->alone, .ref_e = src->ref_e, .floor = src->floor,
-                   .exact = src->exact,
-                   .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
-                   .T = ref->n_tokens, .n_ctx = src->n_ctx, .tokens = tokens, .kc = src->kc,
-                   .vc = src->vc, .k_ok = src->k_ok, .v_ok = src->v_ok};
+    struct rp x = rp_of(m, src, layer, tokens);
     const int first = layer >= 0 ? lt_index(&x, layer, 0) : gt_index(&x, 0);
     const int count = layer >= 0 ? DV_LT_COUNT : DV_GT_COUNT;
     x.r32 = calloc((size_t)ref->n, sizeof *x.r32);
@@ -296,19 +304,15 @@ dv_status dv_replay_export(const struct dv_model *m, const struct dv_bisect_opts
 {
     const struct dv_config *c = &m->cfg;
     const struct dv_capture *ref = src->ref;
-    struct rp x = {.m = m, .c = c, .test = src->test, .ref = ref, .oracle = src->oracle,
-                   .alone = src->alone, .ref_e = src->ref_e, .floor = src->floor,
-                   .in = src->alone ? ref : src->test, .layer = layer, .pos0 = ref->pos0,
-                   .T = ref->n_tokens, .n_ctx = src->n_ctx, .kc = src->kc, .vc = src->vc};
+    int pos = 0;
+    for (int p = 0; p < pass; p++) pos += o->sched[p];
+    struct rp x = rp_of(m, src, layer, o->tokens + pos);
     x.r32 = calloc((size_t)ref->n, sizeof *x.r32);
     const struct dv_captured *id = &ref->t[tensor];
     float *y = malloc((size_t)(id->count ? id->count : 1) * sizeof *y);
     dv_status st = x.r32 && y ? DV_OK : dv_fail(DV_E_NOMEM, "out of memory");
     struct dv_op_call k;
     int in[2] = {-1, -1};
-    int pos = 0;
-    for (int p = 0; p < pass; p++) pos += o->sched[p];
-    x.tokens = o->tokens + pos;
     if (!st && (st = op_call(&x, tensor, &k, in)) == DV_E_INPUT)
         st = dv_fail(DV_E_RUNTIME, "export of %s: an input is missing", id->name);
     /* the op's output as the test gave it: alone on the test backend, or

@@ -206,10 +206,17 @@ int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c
     }
 }
 
+bool dv_engine_has_op(const struct dv_engine *e, int op)
+{
+    return e->be->run_op && op >= 0 && op < DV_OP_COUNT && op != DV_OP_VIEW &&
+           (!e->be->has_op || e->be->has_op(e->impl, op));
+}
+
 dv_status dv_engine_run_op(struct dv_engine *e, const struct dv_op_call *c, void *y)
 {
-    if (!e->be->run_op)
-        return dv_fail(DV_E_USAGE, "the %s backend cannot run an op alone", e->be->name);
+    if (!dv_engine_has_op(e, c->op))
+        return dv_fail(DV_E_USAGE, "the %s backend cannot run op %s alone", e->be->name,
+                       dv_op_name(c->op));
     const struct dv_config *cfg = &e->model->cfg;
     const bool need_w = c->op == DV_OP_GET_ROWS || c->op == DV_OP_RMSNORM ||
                         c->op == DV_OP_MATMUL;

@@ -187,6 +187,8 @@ struct dv_backend {
      * (act_type values; c->T must not exceed the engine's n_batch nor
      * pos0 + T its n_ctx). DV_E_USAGE for an op it has no kernel for. */
     dv_status (*run_op)(void *impl, const struct dv_op_call *c, void *y);
+    /* Optional (NULL: every op): can run_op run op (enum dv_op)? */
+    bool (*has_op)(void *impl, int op);
     /* Optional: a pass from layer layer0 on, its input residual x [T, d]
      * (f32) given instead of the layers below (which it neither runs nor
      * caches); layer0 0 with x NULL is forward. */
@@ -219,6 +221,8 @@ int64_t dv_op_call_count(const struct dv_config *cfg, const struct dv_op_call *c
  * the backend cannot. */
 dv_status dv_engine_forward_from(struct dv_engine *e, const int32_t *tokens, int n, int pos0,
                                  int layer0, const float *x, const struct dv_hook *hook);
+/* Can e run op (enum dv_op) alone (run_op, has_op)? */
+bool dv_engine_has_op(const struct dv_engine *e, int op);
 /* Run op c alone on e (struct dv_backend's run_op): DV_E_USAGE when the
  * backend has no single-op entry, or the call is out of e's sizes. */
 dv_status dv_engine_run_op(struct dv_engine *e, const struct dv_op_call *c, void *y);

@@ -642,14 +642,19 @@ static struct ggml_tensor *lc_tensor(const struct dv_llama_api *a, struct ggml_c
     return a->ggml_new_tensor(ctx, (enum ggml_type)t, n, ne);
 }
 
+/* The attention products need the cache views as llama.cpp makes them:
+ * not built. */
+static bool lc_has_op(void *impl, int op)
+{
+    return op != DV_OP_KQ && op != DV_OP_KQV;
+}
+
 /* Op k alone on the ggml device the run uses, as llama.cpp's graph builds
  * it (llama-graph.cpp, the llama models): rms_norm times the norm weight,
  * mul_mat of the model's weight in its own type (a copy of the GGUF
  * bytes, in a plain device buffer: no repacked layout), rope_ext with the
  * model's RoPE parameters (and the test hook's base), soft_max_ext of the
- * scaled, masked scores, add, swiglu_split, get_rows. The attention
- * products need the cache's views as llama.cpp makes them: not built
- * (DV_E_USAGE, the op is not replayed). */
+ * scaled, masked scores, add, swiglu_split, get_rows (lc_has_op). */
 static dv_status lc_run_op(void *impl, const struct dv_op_call *k, void *out)
 {
     struct lcpp *s = impl;
@@ -657,9 +662,6 @@ static dv_status lc_run_op(void *impl, const struct dv_op_call *k, void *out)
     const struct dv_config *c = s->c;
     const int64_t T = k->T, H = c->n_head, hd = c->head_dim, n_kv = (int64_t)k->pos0 + k->T;
     const struct dv_gguf_tensor *w = k->w;
-    if (k->op == DV_OP_KQ || k->op == DV_OP_KQV || k->op == DV_OP_VIEW ||
-        k->op < 0 || k->op >= DV_OP_COUNT)
-        return dv_fail(DV_E_USAGE, "llama.cpp: %s alone is not built yet", dv_op_name(k->op));
     if (!s->op_be && !(s->op_be = a->ggml_backend_dev_init(s->dev, NULL)))
         return dv_fail(DV_E_DEVICE, "llama.cpp: cannot start %s for an op alone", s->device);
     struct ggml_init_params ip = {.mem_size = 16 * a->ggml_tensor_overhead() +
@@ -757,4 +759,5 @@ const struct dv_backend dv_backend_llama_cpp = {
     .attrs = lc_attrs,
     .arith = lc_arith,
     .run_op = lc_run_op,
+    .has_op = lc_has_op,
 };

@@ -85,6 +85,18 @@ static inline const char *tu_path(const char *dir, const char *name)
     return buf[k];
 }
 
+/* Write fixtures names[n] as tu_tmp/NAME.gguf (a group setup's job);
+ * -1 when one fails. */
+static inline int tu_write_fixtures(const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char file[64];
+        snprintf(file, sizeof file, "%s.gguf", names[i]);
+        if (dv_fixture_write(names[i], tu_path(tu_tmp, file))) return -1;
+    }
+    return 0;
+}
+
 /* Every tensor a pass hands out, widened to double. */
 struct tu_tensor {
     char name[48];

@@ -53,12 +53,7 @@ static const char *fixtures[] = {"small-f32", "small-q8_0", "small-q4_k"};
 static int setup(void **state)
 {
     if (tu_group_setup(state)) return -1;
-    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s.gguf", fixtures[i]);
-        if (dv_fixture_write(fixtures[i], tu_path(tu_tmp, name))) return -1;
-    }
-    return 0;
+    return tu_write_fixtures(fixtures, sizeof fixtures / sizeof *fixtures);
 }
 
 static gsl_rng *rng_new(unsigned long seed)

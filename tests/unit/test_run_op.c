@@ -41,12 +41,7 @@ static const char *fixtures[] = {"tiny-f32", "tiny-f16", "tiny-q8_0", "tiny-q4_k
 static int setup(void **state)
 {
     if (tu_group_setup(state)) return -1;
-    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s.gguf", fixtures[i]);
-        if (dv_fixture_write(fixtures[i], tu_path(tu_tmp, name))) return -1;
-    }
-    return 0;
+    return tu_write_fixtures(fixtures, sizeof fixtures / sizeof *fixtures);
 }
 
 /* The tensor `index` of pass p in c (by execution order), or NULL. */
